@@ -1,0 +1,15 @@
+//! Domain types of vibesd, shared by the log, the actors, the server and
+//! plugins.
+//!
+//! - [`VibesEvent`]: everything that happens around an AI coding session,
+//!   as it travels over the API and through the log.
+//! - [`StoredEvent`]: the envelope the log stores (id, time, event).
+//!
+//! This crate has no heavy dependencies on purpose: a plugin that consumes
+//! events depends on it alone.
+
+mod event;
+mod stored;
+
+pub use event::{ClaudeEvent, HookPayload, UnknownEvent, Usage, VibesEvent};
+pub use stored::{DecodeError, StoredEvent};

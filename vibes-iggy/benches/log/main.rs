@@ -1,0 +1,2 @@
+//! Log benchmarks (being written).
+fn main() {}

@@ -1,0 +1,432 @@
+//! The embedded backend: one SQLite file, `events.sqlite`, in the data
+//! directory, for machines without `iggy-server`.
+//!
+//! - `events(log_offset INTEGER PRIMARY KEY, payload BLOB)`: the encoded
+//!   [`StoredEvent`]s keyed by offset; `group_offsets(group_name, committed)`:
+//!   every registered group and its committed offset (NULL: nothing done).
+//! - WAL with `synchronous=FULL`: a transaction is on disk when its commit
+//!   returns, so an append is acknowledged only after its commit.
+//! - Every write (appends, commits, seeks, new groups) goes through one
+//!   writer connection, one transaction each; reads use a small pool of
+//!   reader connections, which WAL lets run beside the writer.
+//! - The high-water mark is kept in memory (the file is locked to this
+//!   process) and published to waiting consumers after each commit, so a
+//!   poll wakes on appends instead of re-querying on a timer.
+//! - SQLite calls block, so they run on tokio's blocking threads.
+
+use std::fs::{self, File, TryLockError};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use vibes_core::StoredEvent;
+
+use crate::log::{
+    check_commit, check_group_name, check_read, check_sizes, committed_before, seek_target,
+};
+use crate::wait::HighWaterMark;
+use crate::{
+    BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, Record, SeekTo,
+    StartPosition,
+};
+
+/// The file name of the log in the data directory.
+pub const FILE_NAME: &str = "events.sqlite";
+
+/// The schema this build writes, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS events (
+        log_offset INTEGER PRIMARY KEY,
+        payload BLOB NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS group_offsets (
+        group_name TEXT PRIMARY KEY,
+        committed INTEGER,
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    );
+";
+
+/// Reader connections kept open between reads; more are opened on demand.
+const IDLE_READERS: usize = 4;
+
+/// A log in a SQLite file. Cheap to clone; clones share the file.
+#[derive(Debug, Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    options: LogOptions,
+    /// The one connection that writes; held for the duration of a write.
+    writer: Mutex<Connection>,
+    /// Idle reader connections.
+    readers: Mutex<Vec<Connection>>,
+    /// The next offset to assign: advanced under the writer lock after a
+    /// commit, read by consumers to wait for appends.
+    high_water_mark: HighWaterMark,
+    /// An exclusive lock on `events.sqlite.lock`, held while the log is open
+    /// so that a second process cannot write the same file.
+    _lock: File,
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `data_dir`.
+    pub fn open(data_dir: &Path, options: LogOptions) -> Result<Self, LogError> {
+        let path = data_dir.join(FILE_NAME);
+        let unavailable = |action, err: std::io::Error| {
+            LogError::unavailable(
+                BackendKind::Embedded,
+                action,
+                format!("{}: {err}", data_dir.display()),
+            )
+        };
+        fs::create_dir_all(data_dir)
+            .map_err(|err| unavailable("create the data directory", err))?;
+        let lock = File::create(data_dir.join(format!("{FILE_NAME}.lock")))
+            .map_err(|err| unavailable("create the lock file", err))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(LogError::Locked { path }),
+            Err(TryLockError::Error(err)) => return Err(unavailable("lock the log", err)),
+        }
+
+        let writer = open_connection(&path, true)?;
+        let high_water_mark: Offset = writer
+            .query_row(
+                "SELECT COALESCE(MAX(log_offset) + 1, 0) FROM events",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|next| next as Offset)
+            .map_err(|err| corrupt(&path, err))?;
+        tracing::info!(path = %path.display(), high_water_mark, "embedded log open");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                options,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+                high_water_mark: HighWaterMark::new(high_water_mark),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The SQLite file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+}
+
+/// Opens a connection with the log's pragmas; the writer also creates and
+/// checks the schema.
+fn open_connection(path: &Path, writer: bool) -> Result<Connection, LogError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if writer {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(|err| corrupt(path, err))?;
+    let setup = || -> rusqlite::Result<()> {
+        // Another connection may hold the write lock for a moment (a
+        // checkpoint); wait for it rather than fail.
+        conn.busy_timeout(Duration::from_secs(10))?;
+        if writer {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "journal_mode is {mode}, not wal"
+                )));
+            }
+        }
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(())
+    };
+    setup().map_err(|err| corrupt(path, err))?;
+    if writer {
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|err| corrupt(path, err))?;
+        if version > SCHEMA_VERSION {
+            return Err(LogError::Corrupt {
+                path: path.to_owned(),
+                reason: format!(
+                    "it was written by a newer vibesd (schema {version}; this build knows \
+                     {SCHEMA_VERSION}): upgrade vibesd"
+                ),
+            });
+        }
+        conn.execute_batch(SCHEMA)
+            .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
+            .map_err(|err| corrupt(path, err))?;
+    }
+    Ok(conn)
+}
+
+fn corrupt(path: &Path, err: rusqlite::Error) -> LogError {
+    LogError::Corrupt {
+        path: path.to_owned(),
+        reason: err.to_string(),
+    }
+}
+
+fn storage(
+    action: &'static str,
+    err: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> LogError {
+    LogError::unavailable(BackendKind::Embedded, action, err)
+}
+
+impl Inner {
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic inside a write leaves the connection usable: SQLite rolls
+        // back the open transaction when its handle drops.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on an idle reader connection, opening one if none is idle.
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        let idle = self.lock_readers().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_connection(&self.path, false)?,
+        };
+        let result = f(&conn);
+        let mut readers = self.lock_readers();
+        if readers.len() < IDLE_READERS {
+            readers.push(conn);
+        }
+        result
+    }
+
+    fn lock_readers(&self) -> MutexGuard<'_, Vec<Connection>> {
+        self.readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn read_records(
+        &self,
+        conn: &Connection,
+        from: Offset,
+        max: usize,
+    ) -> Result<Vec<Record>, LogError> {
+        check_read(from, self.high_water_mark.get())?;
+        let read = || -> rusqlite::Result<Vec<Record>> {
+            let mut stmt = conn.prepare_cached(
+                "SELECT log_offset, payload FROM events WHERE log_offset >= ?1 \
+                 ORDER BY log_offset LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![from as i64, max as i64], |row| {
+                let offset = row.get::<_, i64>(0)? as Offset;
+                let payload = row.get_ref(1)?;
+                // A payload stored as TEXT by another writer is read as its
+                // bytes; anything else is reported as undecodable.
+                let bytes = payload
+                    .as_blob_or_null()
+                    .ok()
+                    .flatten()
+                    .or_else(|| payload.as_str().ok().map(str::as_bytes))
+                    .unwrap_or_default();
+                Ok(Record::decode(offset, bytes))
+            })?;
+            rows.collect()
+        };
+        read().map_err(|err| storage("read events", err))
+    }
+
+    fn committed(
+        &self,
+        conn: &Connection,
+        group: &str,
+    ) -> Result<Option<Option<Offset>>, LogError> {
+        conn.prepare_cached("SELECT committed FROM group_offsets WHERE group_name = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([group], |row| row.get::<_, Option<i64>>(0))
+                    .optional()
+            })
+            .map(|found| found.map(|committed| committed.map(|offset| offset as Offset)))
+            .map_err(|err| storage("read a group's offset", err))
+    }
+
+    /// Stores `group`'s committed offset (`None`: nothing done).
+    fn store_committed(
+        &self,
+        conn: &Connection,
+        group: &str,
+        committed: Option<Offset>,
+    ) -> Result<(), LogError> {
+        conn.prepare_cached(
+            "INSERT INTO group_offsets (group_name, committed) VALUES (?1, ?2) \
+             ON CONFLICT (group_name) DO UPDATE SET committed = excluded.committed, \
+             updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .and_then(|mut stmt| stmt.execute(params![group, committed.map(|offset| offset as i64)]))
+        .map(drop)
+        .map_err(|err| storage("store a group's offset", err))
+    }
+}
+
+/// Runs blocking SQLite work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
+) -> Result<T, LogError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|err| storage("run a blocking task", err))?
+}
+
+#[async_trait]
+impl EventLog for EmbeddedLog {
+    fn backend(&self) -> BackendKind {
+        BackendKind::Embedded
+    }
+
+    async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let encoded: Vec<Vec<u8>> = events.iter().map(StoredEvent::encode).collect();
+            check_sizes(&encoded, inner.options.max_event_bytes)?;
+            let mut conn = inner.writer();
+            let start = inner.high_water_mark.get();
+            if encoded.is_empty() {
+                return Ok(start..start);
+            }
+            let mut write = || -> rusqlite::Result<()> {
+                let tx = conn.transaction()?;
+                {
+                    let mut insert = tx.prepare_cached(
+                        "INSERT INTO events (log_offset, payload) VALUES (?1, ?2)",
+                    )?;
+                    for (offset, bytes) in (start..).zip(&encoded) {
+                        insert.execute(params![offset as i64, bytes])?;
+                    }
+                }
+                tx.commit()
+            };
+            write().map_err(|err| storage("append events", err))?;
+            let end = start + encoded.len() as Offset;
+            inner.high_water_mark.advance(end);
+            Ok(start..end)
+        })
+        .await
+    }
+
+    async fn high_water_mark(&self) -> Result<Offset, LogError> {
+        Ok(self.inner.high_water_mark.get())
+    }
+
+    async fn read(&self, from: Offset, max: usize) -> Result<Vec<Record>, LogError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.with_reader(|conn| inner.read_records(conn, from, max))).await
+    }
+
+    async fn consumer(
+        &self,
+        group: &str,
+        start: StartPosition,
+    ) -> Result<Box<dyn EventConsumer>, LogError> {
+        check_group_name(group)?;
+        let inner = self.inner.clone();
+        let name = group.to_owned();
+        let committed = blocking(move || {
+            let conn = inner.writer();
+            if let Some(committed) = inner.committed(&conn, &name)? {
+                return Ok(committed);
+            }
+            let committed = match start {
+                StartPosition::Beginning => None,
+                StartPosition::End => committed_before(inner.high_water_mark.get()),
+            };
+            inner.store_committed(&conn, &name, committed)?;
+            Ok(committed)
+        })
+        .await?;
+        Ok(Box::new(EmbeddedConsumer {
+            log: self.clone(),
+            group: group.to_owned(),
+            position: committed.map_or(0, |offset| offset + 1),
+        }))
+    }
+}
+
+/// A group's reader over an [`EmbeddedLog`].
+#[derive(Debug)]
+struct EmbeddedConsumer {
+    log: EmbeddedLog,
+    group: String,
+    position: Offset,
+}
+
+#[async_trait]
+impl EventConsumer for EmbeddedConsumer {
+    fn group(&self) -> &str {
+        &self.group
+    }
+
+    fn position(&self) -> Offset {
+        self.position
+    }
+
+    async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>, LogError> {
+        let inner = self.log.inner.clone();
+        if !inner
+            .high_water_mark
+            .wait_beyond(self.position, timeout)
+            .await
+        {
+            return Ok(Vec::new());
+        }
+        let from = self.position;
+        let records =
+            blocking(move || inner.with_reader(|conn| inner.read_records(conn, from, max))).await?;
+        if let Some(last) = records.last() {
+            self.position = last.offset + 1;
+        }
+        Ok(records)
+    }
+
+    async fn commit(&mut self, offset: Offset) -> Result<(), LogError> {
+        let inner = self.log.inner.clone();
+        let group = self.group.clone();
+        blocking(move || {
+            let conn = inner.writer();
+            check_commit(offset, inner.high_water_mark.get())?;
+            inner.store_committed(&conn, &group, Some(offset))
+        })
+        .await
+    }
+
+    async fn seek(&mut self, to: SeekTo) -> Result<Offset, LogError> {
+        let inner = self.log.inner.clone();
+        let group = self.group.clone();
+        let position = blocking(move || {
+            let conn = inner.writer();
+            let position = seek_target(to, inner.high_water_mark.get())?;
+            inner.store_committed(&conn, &group, committed_before(position))?;
+            Ok(position)
+        })
+        .await?;
+        self.position = position;
+        Ok(position)
+    }
+
+    async fn committed_offset(&self) -> Result<Option<Offset>, LogError> {
+        let inner = self.log.inner.clone();
+        let group = self.group.clone();
+        blocking(move || inner.with_reader(|conn| inner.committed(conn, &group)))
+            .await
+            .map(Option::flatten)
+    }
+}

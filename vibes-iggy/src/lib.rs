@@ -1,0 +1,28 @@
+//! The durable event log of vibesd.
+//!
+//! [`EventLog`] and [`EventConsumer`] are the contract (see `log.rs` for the
+//! semantics every backend keeps); the backends are:
+//!
+//! - [`iggy`]: an `iggy-server`, either managed by vibesd as a subprocess
+//!   ([`IggyManager`]) or external;
+//! - [`embedded`]: a SQLite file in the data directory, the default where no
+//!   `iggy-server` is installed;
+//! - [`memory`]: process memory, for tests and `--ephemeral` runs.
+//!
+//! [`open`] picks one from a [`BackendConfig`] the way `auto` describes.
+
+mod error;
+mod log;
+mod wait;
+
+pub mod embedded;
+pub mod iggy;
+pub mod memory;
+mod select;
+
+pub use error::LogError;
+pub use log::{
+    BackendKind, DEFAULT_MAX_EVENT_BYTES, EventConsumer, EventLog, LogOptions, Offset, Record,
+    SeekTo, StartPosition,
+};
+pub use select::{BackendChoice, BackendConfig, OpenedLog, open};
