@@ -149,6 +149,22 @@ pub enum ClaudeEvent {
 }
 
 impl ClaudeEvent {
+    /// The `"type"` tag of this Claude event, as it appears in JSON.
+    pub fn kind(&self) -> &str {
+        match self {
+            Self::TextDelta { .. } => "text_delta",
+            Self::ThinkingDelta { .. } => "thinking_delta",
+            Self::ToolUseStart { .. } => "tool_use_start",
+            Self::ToolInputDelta { .. } => "tool_input_delta",
+            Self::ToolResult { .. } => "tool_result",
+            Self::TurnStart => "turn_start",
+            Self::TurnComplete { .. } => "turn_complete",
+            Self::Error { .. } => "error",
+            Self::PermissionRequest { .. } => "permission_request",
+            Self::Unknown(unknown) => unknown.kind(),
+        }
+    }
+
     /// Every `"type"` of a Claude event this build knows.
     pub const KINDS: &[&str] = &[
         "text_delta",

@@ -4,12 +4,13 @@
 //! semantics every backend keeps); the backends are:
 //!
 //! - [`iggy`]: an `iggy-server`, either managed by vibesd as a subprocess
-//!   ([`IggyManager`]) or external;
+//!   ([`iggy::IggyManager`]) or external;
 //! - [`embedded`]: a SQLite file in the data directory, the default where no
 //!   `iggy-server` is installed;
 //! - [`memory`]: process memory, for tests and `--ephemeral` runs.
 //!
 //! [`open`] picks one from a [`BackendConfig`] the way `auto` describes.
+//! `docs/log.md` explains the semantics for operators and users.
 
 mod error;
 mod log;

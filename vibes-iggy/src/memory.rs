@@ -9,10 +9,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use vibes_core::StoredEvent;
 
 use crate::log::{
-    check_commit, check_group_name, check_read, check_sizes, committed_before, seek_target,
+    check_commit, check_group_name, check_read, check_sizes, committed_before, encode_batch,
+    seek_target,
 };
 use crate::{
     BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, Record, SeekTo,
@@ -36,7 +38,7 @@ struct Inner {
 #[derive(Debug, Default)]
 struct State {
     /// The encoded records; the index is the offset.
-    records: Vec<Arc<[u8]>>,
+    records: Vec<Bytes>,
     /// Every registered group and its committed offset.
     groups: HashMap<String, Option<Offset>>,
 }
@@ -58,7 +60,7 @@ impl MemoryLog {
     /// than vibesd could: for tests of how bad records are reported.
     pub fn append_raw(&self, bytes: &[u8]) -> Offset {
         let mut state = self.inner.lock();
-        state.records.push(bytes.into());
+        state.records.push(Bytes::copy_from_slice(bytes));
         let offset = state.records.len() as Offset - 1;
         self.inner.high_water_mark.advance(offset + 1);
         offset
@@ -83,11 +85,11 @@ impl EventLog for MemoryLog {
     }
 
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
-        let encoded: Vec<Vec<u8>> = events.iter().map(StoredEvent::encode).collect();
+        let encoded = encode_batch(&events);
         check_sizes(&encoded, self.inner.options.max_event_bytes)?;
         let mut state = self.inner.lock();
         let start = state.records.len() as Offset;
-        state.records.extend(encoded.into_iter().map(Arc::from));
+        state.records.extend(encoded.into_iter().map(Bytes::from));
         let end = state.records.len() as Offset;
         self.inner.high_water_mark.advance(end);
         Ok(start..end)
@@ -133,7 +135,10 @@ fn read_records(state: &State, from: Offset, max: usize) -> Result<Vec<Record>, 
         .enumerate()
         .skip(from as usize)
         .take(max)
-        .map(|(offset, bytes)| Record::decode(offset as Offset, bytes))
+        .map(|(offset, bytes)| Record {
+            offset: offset as Offset,
+            payload: bytes.clone(),
+        })
         .collect())
 }
 

@@ -76,11 +76,15 @@ impl OpenedLog {
 /// Opens the configured backend.
 pub async fn open(config: &BackendConfig) -> Result<OpenedLog, LogError> {
     let opened = match config.backend {
-        BackendChoice::Memory => OpenedLog {
-            log: Arc::new(MemoryLog::new(config.options)),
-            manager: None,
-            reason: "backend = memory: events are lost when vibesd stops".into(),
-        },
+        BackendChoice::Memory => {
+            let reason = "backend = memory: every event is lost when vibesd stops".to_owned();
+            tracing::warn!("{reason}");
+            OpenedLog {
+                log: Arc::new(MemoryLog::new(config.options)),
+                manager: None,
+                reason,
+            }
+        }
         BackendChoice::Embedded => open_embedded(config, "backend = embedded".into())?,
         BackendChoice::Iggy => match &config.iggy.address {
             Some(address) => open_external(config, address).await?,

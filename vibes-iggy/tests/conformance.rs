@@ -119,7 +119,7 @@ pub(crate) async fn offsets_are_dense_and_ordered(fixture: &impl Fixture) {
     let offsets: Vec<Offset> = read.iter().map(|r| r.offset).collect();
     assert_eq!(offsets, (0..10).collect::<Vec<_>>());
     for (record, sent) in read.into_iter().zip(&sent) {
-        assert_eq!(&record.into_event().unwrap(), sent);
+        assert_eq!(&record.event().unwrap(), sent);
     }
 }
 
@@ -403,16 +403,16 @@ pub(crate) async fn undecodable_record_is_reported_with_its_offset(fixture: &imp
         assert!(Instant::now() < deadline);
         records.extend(consumer.poll(10, POLL).await.unwrap());
     }
-    assert!(records[0].event.is_ok());
+    assert!(records[0].event().is_ok());
     assert!(
-        records[2].event.is_ok(),
+        records[2].event().is_ok(),
         "a bad record hides nothing after it"
     );
-    let err = records[1].clone().into_event().unwrap_err();
+    let err = records[1].event().unwrap_err();
     assert!(matches!(err, LogError::Decode { offset: 1, .. }), "{err}");
     assert!(err.to_string().contains("offset 1"), "{err}");
     let read = log.read(1, 1).await.unwrap();
-    assert!(read[0].event.is_err());
+    assert!(read[0].event().is_err());
 }
 
 pub(crate) async fn event_of_a_newer_version_is_read_as_unknown(fixture: &impl Fixture) {
@@ -420,7 +420,7 @@ pub(crate) async fn event_of_a_newer_version_is_read_as_unknown(fixture: &impl F
     fixture.append_raw(newer).await;
     let log = open(fixture).await;
     let record = log.read(0, 1).await.unwrap().remove(0);
-    let event = record.into_event().expect("a newer event decodes");
+    let event = record.event().expect("a newer event decodes");
     assert_eq!(event.event.kind(), "session_forked");
     assert!(matches!(event.event, VibesEvent::Unknown(_)));
 }
@@ -459,11 +459,7 @@ pub(crate) async fn concurrent_appenders_get_unique_dense_offsets(fixture: &impl
     let stored = log.read(0, total as usize).await.unwrap();
     for (offset, event) in acked {
         let record = stored[offset as usize].clone();
-        assert_eq!(
-            record.into_event().unwrap(),
-            event,
-            "event at its acked offset"
-        );
+        assert_eq!(record.event().unwrap(), event, "event at its acked offset");
     }
 }
 

@@ -165,7 +165,7 @@ async fn acknowledged_appends_survive_kill_9() {
     let high_water_mark = log.high_water_mark().await.unwrap();
     let stored = log.read(0, high_water_mark as usize).await.unwrap();
     for (offset, id) in &acked {
-        let event = stored[*offset as usize].clone().into_event().unwrap();
+        let event = stored[*offset as usize].event().unwrap();
         assert_eq!(
             &event.event_id.to_string(),
             id,
