@@ -61,8 +61,17 @@ impl Row {
     }
 }
 
+/// `1234567.8` as `1,234,568`.
 fn thousands(events_per_sec: f64) -> String {
-    format!("{:.0}k", events_per_sec / 1000.0)
+    let digits = format!("{events_per_sec:.0}");
+    let mut grouped = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
 }
 
 /// `count` distinct events of about [`EVENT_BYTES`] encoded.
