@@ -56,6 +56,22 @@ pub enum VibesEvent {
         session_id: String,
         event: HookPayload,
     },
+    /// A consumer group gave up on the event at `offset` and moved on.
+    DeadLetter {
+        group: String,
+        offset: u64,
+        /// The handler's last error, or why the event could not be handled.
+        error: String,
+        /// How many times it was tried.
+        attempts: u32,
+    },
+    /// An operator dealt with a dead letter.
+    DeadLetterResolved {
+        group: String,
+        offset: u64,
+        /// `replayed` (handled again, successfully) or `skipped`.
+        resolution: String,
+    },
     /// An event of a type this build does not know; its JSON is kept whole.
     #[serde(skip)]
     Unknown(UnknownEvent),
@@ -73,6 +89,8 @@ impl VibesEvent {
         "client_disconnected",
         "session_removed",
         "hook",
+        "dead_letter",
+        "dead_letter_resolved",
     ];
 
     /// The `"type"` tag of this event, as it appears in JSON.
@@ -87,6 +105,8 @@ impl VibesEvent {
             Self::ClientDisconnected { .. } => "client_disconnected",
             Self::SessionRemoved { .. } => "session_removed",
             Self::Hook { .. } => "hook",
+            Self::DeadLetter { .. } => "dead_letter",
+            Self::DeadLetterResolved { .. } => "dead_letter_resolved",
             Self::Unknown(unknown) => unknown.kind(),
         }
     }
@@ -101,7 +121,10 @@ impl VibesEvent {
             | Self::SessionStateChanged { session_id, .. }
             | Self::SessionRemoved { session_id, .. }
             | Self::Hook { session_id, .. } => Some(session_id),
-            Self::ClientConnected { .. } | Self::ClientDisconnected { .. } => None,
+            Self::ClientConnected { .. }
+            | Self::ClientDisconnected { .. }
+            | Self::DeadLetter { .. }
+            | Self::DeadLetterResolved { .. } => None,
             Self::Unknown(unknown) => unknown.0.get("session_id").and_then(Value::as_str),
         }
     }

@@ -4,15 +4,19 @@
 //! - [`VibesEvent`]: everything that happens around an AI coding session,
 //!   as it travels over the API and through the log.
 //! - [`StoredEvent`]: the envelope the log stores (id, time, event).
+//! - [`Handler`]: what a consumer group (built in or a plugin) runs for
+//!   each batch, and [`Handled`], how far it got.
 //! - [`default_data_dir`]: where data lives unless configured otherwise.
 //!
 //! This crate has no heavy dependencies on purpose: a plugin that consumes
 //! events depends on it alone.
 
 mod event;
+mod handler;
 mod paths;
 mod stored;
 
 pub use event::{ClaudeEvent, HookPayload, UnknownEvent, Usage, VibesEvent};
+pub use handler::{Delivery, Handled, Handler};
 pub use paths::default_data_dir;
 pub use stored::{DecodeError, StoredEvent};

@@ -1,0 +1,12 @@
+//! The actors of vibesd, on `ractor`.
+//!
+//! - the **Supervisor** owns the event log (and the managed `iggy-server`),
+//!   spawns one **ConsumerGroup** actor per registered group and restarts it
+//!   after a failure, and owns the **LogWriter**;
+//! - a **ConsumerGroup** polls a batch, hands it to its
+//!   [`vibes_core::Handler`], commits, and casts itself the next step;
+//! - the **LogWriter** group-commits the appends of every producer.
+//!
+//! `docs/actors.md` draws the tree and the message flow.
+
+pub mod metrics;

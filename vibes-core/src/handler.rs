@@ -1,0 +1,39 @@
+//! The [`Handler`] trait: what a consumer group runs for each batch.
+//!
+//! Built-in consumers and plugins implement it; a consumer group (in
+//! `vibes-actors`) polls the log, hands each batch to its handler, and
+//! commits as far as the handler says. A handler needs nothing else.
+
+use async_trait::async_trait;
+
+use crate::StoredEvent;
+
+/// One event of a batch, with its offset in the log.
+pub type Delivery = (u64, StoredEvent);
+
+/// How far a handler got with a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Every event of the batch is done: commit all of it.
+    All,
+    /// Events up to and including this offset are done; commit only that
+    /// far (`None`: nothing yet). The group still goes on to the next batch;
+    /// only a restart delivers the uncommitted events again. For handlers
+    /// that buffer and flush later.
+    UpTo(Option<u64>),
+    /// The event at `offset` failed; the events of the batch before it are
+    /// done. The group retries from `offset` with back-off, and after too
+    /// many failures in a row dead-letters it and moves on.
+    Failed { offset: u64, error: String },
+}
+
+/// What a consumer group does with the events it reads.
+///
+/// `handle` gets batches in offset order, each event at least once. A
+/// handler that panics is restarted (a new one, from its factory) at the
+/// group's committed offset.
+#[async_trait]
+pub trait Handler: Send + 'static {
+    /// Handles `batch`, which is never empty.
+    async fn handle(&mut self, batch: &[Delivery]) -> Handled;
+}
