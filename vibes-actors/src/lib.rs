@@ -9,4 +9,8 @@
 //!
 //! `docs/actors.md` draws the tree and the message flow.
 
+pub mod backoff;
+pub mod dead_letters;
+pub mod group;
 pub mod metrics;
+pub mod supervisor;

@@ -1,0 +1,681 @@
+//! The ConsumerGroup actor: poll a batch, hand it to the handler, commit.
+//!
+//! The loop is messages to itself: each [`ConsumerGroupMsg::Step`] does one
+//! bounded poll → handle → commit and casts the next step, so control
+//! messages (pause, resume, seek, replay, stop) wait at most one step.
+//!
+//! - It starts at `committed + 1` (the group's start position applies only
+//!   to a group that never committed).
+//! - A handler error ([`Handled::Failed`]) is retried from the failed event
+//!   with back-off; after `max_attempts` failures in a row the event is
+//!   dead-lettered and the group moves on. A record that does not decode is
+//!   dead-lettered at once.
+//! - A handler panic fails the actor; its Supervisor restarts it. Before
+//!   each handler call the batch's offsets are published in the group's
+//!   metrics, so the Supervisor knows which offsets were in flight: a
+//!   restarted group goes through those one event at a time, and an offset
+//!   that crashes it on `crash_loop_limit` restarts in a row is
+//!   dead-lettered by the next restart ([`ConsumerGroupArgs::quarantine`]).
+
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::Serialize;
+use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
+use vibes_iggy::{EventConsumer, EventLog, LogError, Offset, SeekTo, StartPosition};
+
+use crate::backoff::Backoff;
+use crate::dead_letters::DeadLetters;
+use crate::metrics::{LatencyHistogram, LatencySummary};
+
+/// Makes a fresh handler: at the first start and after every restart.
+pub type HandlerFactory = Arc<dyn Fn() -> Box<dyn Handler> + Send + Sync>;
+
+/// How a group runs, fixed when it is registered.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// The group's name in the log.
+    pub name: String,
+    /// Where a group that never committed starts.
+    pub start: StartPosition,
+    /// The most events handed to the handler at once.
+    pub batch_size: usize,
+    /// How long one step waits for an event before it yields to the
+    /// mailbox (and control messages).
+    pub poll_timeout: Duration,
+    /// Handler failures in a row at one event before it is dead-lettered.
+    pub max_attempts: u32,
+    /// The delays between those attempts.
+    pub retry: Backoff,
+    /// When and how often the Supervisor restarts the group.
+    pub restart: RestartPolicy,
+}
+
+impl GroupConfig {
+    /// A group with the defaults: from the beginning, batches of 100,
+    /// 3 attempts per event.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            start: StartPosition::Beginning,
+            batch_size: 100,
+            poll_timeout: Duration::from_millis(100),
+            max_attempts: 3,
+            retry: Backoff {
+                min: Duration::from_millis(50),
+                max: Duration::from_secs(5),
+            },
+            restart: RestartPolicy::default(),
+        }
+    }
+}
+
+/// When the Supervisor restarts a failed group, and when it gives up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Delays before restarts (about 100 ms up to 30 s).
+    pub backoff: Backoff,
+    /// More than this many restarts within `window` marks the group
+    /// `failed` and leaves it stopped until an operator restarts it.
+    pub max_restarts: usize,
+    pub window: Duration,
+    /// Restarts in a row that crash at the same offset before that event is
+    /// dead-lettered.
+    pub crash_loop_limit: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            backoff: Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+            },
+            max_restarts: 10,
+            window: Duration::from_secs(60),
+            crash_loop_limit: 3,
+        }
+    }
+}
+
+/// A group as registered with the Supervisor.
+#[derive(Clone)]
+pub struct GroupSpec {
+    pub config: GroupConfig,
+    pub handler: HandlerFactory,
+}
+
+impl std::fmt::Debug for GroupSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupSpec")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a group is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupState {
+    /// Opening its consumer.
+    Starting,
+    Running,
+    /// Paused by an operator: polls nothing until resumed.
+    Paused,
+    /// Waiting to retry a failed event, or to be restarted.
+    BackingOff,
+    /// Restarted too often; stopped until an operator restarts it.
+    Failed,
+    Stopped,
+}
+
+/// A group's counters, shared by its actor and the Supervisor (they outlive
+/// every restart of the actor).
+#[derive(Debug)]
+pub struct GroupMetrics {
+    state: Mutex<GroupState>,
+    last_error: Mutex<Option<String>>,
+    /// The offsets handed to the handler and not yet answered.
+    in_flight: Mutex<Option<RangeInclusive<Offset>>>,
+    committed: Mutex<Option<Offset>>,
+    position: AtomicU64,
+    restarts: AtomicU64,
+    handled: AtomicU64,
+    handler_errors: AtomicU64,
+    dead_letters: AtomicU64,
+    handler_latency: LatencyHistogram,
+}
+
+impl Default for GroupMetrics {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(GroupState::Starting),
+            last_error: Mutex::new(None),
+            in_flight: Mutex::new(None),
+            committed: Mutex::new(None),
+            position: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            handler_errors: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            handler_latency: LatencyHistogram::default(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every field here is consistent on its own; a panic elsewhere does not
+    // make it wrong.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl GroupMetrics {
+    pub fn state(&self) -> GroupState {
+        *lock(&self.state)
+    }
+
+    pub(crate) fn set_state(&self, state: GroupState) {
+        *lock(&self.state) = state;
+    }
+
+    pub fn committed(&self) -> Option<Offset> {
+        *lock(&self.committed)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+
+    pub(crate) fn set_last_error(&self, error: impl Into<String>) {
+        *lock(&self.last_error) = Some(error.into());
+    }
+
+    /// The offsets the handler was working on when the actor last failed
+    /// (or is working on now).
+    pub fn in_flight(&self) -> Option<RangeInclusive<Offset>> {
+        lock(&self.in_flight).clone()
+    }
+
+    pub(crate) fn take_in_flight(&self) -> Option<RangeInclusive<Offset>> {
+        lock(&self.in_flight).take()
+    }
+
+    /// Records a move of the group made while its actor was not running.
+    pub(crate) fn set_committed(&self, committed: Option<Offset>, position: Offset) {
+        *lock(&self.committed) = committed;
+        self.position.store(position, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_restart(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A snapshot, with the log's high-water mark and the age of the oldest
+    /// event not yet committed filled in by the caller.
+    pub(crate) fn snapshot(
+        &self,
+        name: &str,
+        high_water_mark: Offset,
+        lag_seconds: f64,
+        open_dead_letters: usize,
+    ) -> GroupSnapshot {
+        let committed = self.committed();
+        let done = committed.map_or(0, |offset| offset + 1);
+        GroupSnapshot {
+            name: name.to_owned(),
+            state: self.state(),
+            last_error: self.last_error(),
+            committed,
+            position: self.position.load(Ordering::Relaxed),
+            high_water_mark,
+            lag_events: high_water_mark.saturating_sub(done),
+            lag_seconds,
+            restarts: self.restarts.load(Ordering::Relaxed),
+            events_handled: self.handled.load(Ordering::Relaxed),
+            handler_errors: self.handler_errors.load(Ordering::Relaxed),
+            dead_letters: self.dead_letters.load(Ordering::Relaxed),
+            open_dead_letters,
+            handler_latency: self.handler_latency.summary(),
+        }
+    }
+}
+
+/// Where a group stands, for the control API, `/metrics` and the UI.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSnapshot {
+    pub name: String,
+    pub state: GroupState,
+    /// Why it last failed, backed off or dead-lettered.
+    pub last_error: Option<String>,
+    /// The last offset done (`None`: nothing yet).
+    pub committed: Option<Offset>,
+    /// The next offset it reads.
+    pub position: Offset,
+    pub high_water_mark: Offset,
+    /// Events in the log not yet committed by this group.
+    pub lag_events: u64,
+    /// Age of the oldest event not yet committed, in seconds (0 when none).
+    pub lag_seconds: f64,
+    pub restarts: u64,
+    pub events_handled: u64,
+    pub handler_errors: u64,
+    /// Events this group dead-lettered since vibesd started.
+    pub dead_letters: u64,
+    /// Its dead letters not yet replayed or skipped (from the log).
+    pub open_dead_letters: usize,
+    /// Time per handler call (one batch), in microseconds.
+    pub handler_latency: LatencySummary,
+}
+
+/// The ConsumerGroup actor; its configuration is fixed for its lifetime.
+#[derive(Debug)]
+pub struct ConsumerGroup {
+    pub config: GroupConfig,
+}
+
+/// Everything a ConsumerGroup answers.
+#[derive(Debug)]
+pub enum ConsumerGroupMsg {
+    /// One poll → handle → commit step; the actor casts it to itself.
+    Step,
+    /// Stop polling until [`ConsumerGroupMsg::Resume`].
+    Pause,
+    /// Go on polling after a pause.
+    Resume,
+    /// Move the group (and its committed offset) and answer the new
+    /// position.
+    Seek(SeekTo, RpcReplyPort<Result<Offset, String>>),
+    /// Hand the event at this offset (a dead letter) to the handler once
+    /// more, alone; answers whether the handler took it.
+    Replay(Offset, RpcReplyPort<Result<(), String>>),
+}
+
+/// What a ConsumerGroup is started with (again at every restart).
+pub struct ConsumerGroupArgs {
+    pub log: Arc<dyn EventLog>,
+    pub handler: Box<dyn Handler>,
+    pub metrics: Arc<GroupMetrics>,
+    pub dead_letters: Arc<DeadLetters>,
+    /// Start paused (an operator paused it before a restart).
+    pub paused: bool,
+    /// Offsets that were in flight when the previous run crashed: handle
+    /// them one event at a time, to find the one that crashes.
+    pub careful: Option<RangeInclusive<Offset>>,
+    /// An offset that crashed the group on too many restarts in a row:
+    /// dead-letter it before anything else. `(offset, attempts, error)`.
+    pub quarantine: Option<(Offset, u32, String)>,
+}
+
+impl std::fmt::Debug for ConsumerGroupArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerGroupArgs")
+            .field("paused", &self.paused)
+            .field("careful", &self.careful)
+            .field("quarantine", &self.quarantine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running group's state, built in `pre_start`.
+pub struct ConsumerGroupState {
+    log: Arc<dyn EventLog>,
+    consumer: Box<dyn EventConsumer>,
+    handler: Box<dyn Handler>,
+    metrics: Arc<GroupMetrics>,
+    dead_letters: Arc<DeadLetters>,
+    paused: bool,
+    /// Handle one event at a time up to and including this offset.
+    careful_until: Option<Offset>,
+    /// The offset that failed last, and how many times in a row.
+    failures: Option<(Offset, u32)>,
+    /// A retry is scheduled: steps before it are ignored.
+    backing_off: bool,
+}
+
+impl std::fmt::Debug for ConsumerGroupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerGroupState")
+            .field("position", &self.consumer.position())
+            .field("paused", &self.paused)
+            .field("careful_until", &self.careful_until)
+            .field("failures", &self.failures)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Actor for ConsumerGroup {
+    type Msg = ConsumerGroupMsg;
+    type State = ConsumerGroupState;
+    type Arguments = ConsumerGroupArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let consumer = args
+            .log
+            .consumer(&self.config.name, self.config.start)
+            .await?;
+        let committed = consumer.committed_offset().await?;
+        *lock(&args.metrics.committed) = committed;
+        args.metrics
+            .position
+            .store(consumer.position(), Ordering::Relaxed);
+        let mut state = ConsumerGroupState {
+            log: args.log,
+            consumer,
+            handler: args.handler,
+            metrics: args.metrics,
+            dead_letters: args.dead_letters,
+            paused: args.paused,
+            careful_until: args.careful.map(|range| *range.end()),
+            failures: None,
+            backing_off: false,
+        };
+        if let Some((offset, attempts, error)) = args.quarantine {
+            // Only if the group has not moved past it in the meantime.
+            if offset >= state.consumer.position() {
+                self.give_up(&mut state, offset, attempts, error).await?;
+            }
+        }
+        state.metrics.set_state(if state.paused {
+            GroupState::Paused
+        } else {
+            GroupState::Running
+        });
+        myself.cast(ConsumerGroupMsg::Step)?;
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ConsumerGroupMsg::Step => {
+                if std::mem::take(&mut state.backing_off) && !state.paused {
+                    state.metrics.set_state(GroupState::Running);
+                }
+                if state.paused {
+                    // The chain of steps ends here; Resume starts a new one.
+                    return Ok(());
+                }
+                if self.step(state).await? {
+                    myself.cast(ConsumerGroupMsg::Step)?;
+                } else {
+                    self.back_off(&myself, state);
+                }
+            }
+            ConsumerGroupMsg::Pause => {
+                state.paused = true;
+                state.metrics.set_state(GroupState::Paused);
+            }
+            ConsumerGroupMsg::Resume => {
+                if state.paused {
+                    state.paused = false;
+                    state.metrics.set_state(GroupState::Running);
+                    if !state.backing_off {
+                        myself.cast(ConsumerGroupMsg::Step)?;
+                    }
+                }
+            }
+            ConsumerGroupMsg::Seek(to, reply) => {
+                let result = state.consumer.seek(to).await;
+                if let Ok(position) = result {
+                    state.failures = None;
+                    state.careful_until = None;
+                    self.moved(state, position);
+                }
+                // The caller may have given up waiting; the seek stands.
+                let _ = reply.send(result.map_err(|err| err.to_string()));
+            }
+            ConsumerGroupMsg::Replay(offset, reply) => {
+                let result = self.replay(state, offset).await;
+                let _ = reply.send(result);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped on purpose; a failure (panic) does not get here, and the
+        // Supervisor sets the state it decides.
+        state.metrics.set_state(GroupState::Stopped);
+        Ok(())
+    }
+}
+
+impl ConsumerGroup {
+    /// One poll → handle → commit. `Ok(true)`: go on at once; `Ok(false)`:
+    /// an event failed and the next step waits for the retry back-off.
+    async fn step(&self, state: &mut ConsumerGroupState) -> Result<bool, ActorProcessingErr> {
+        let position = state.consumer.position();
+        let max = match state.careful_until {
+            Some(until) if position <= until => 1,
+            Some(_) => {
+                state.careful_until = None;
+                self.config.batch_size
+            }
+            None => self.config.batch_size,
+        };
+        let records = state.consumer.poll(max, self.config.poll_timeout).await?;
+        let mut batch: Vec<Delivery> = Vec::with_capacity(records.len());
+        for record in records {
+            match record.event() {
+                Ok(event) => batch.push((record.offset, event)),
+                Err(err) => {
+                    // Whatever decoded before it goes first, in order.
+                    if !batch.is_empty() && !self.run_handler(state, &batch).await? {
+                        return Ok(false);
+                    }
+                    batch.clear();
+                    // The records after it in this poll go on as usual.
+                    self.give_up(state, record.offset, 1, err.to_string())
+                        .await?;
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok(true);
+        }
+        self.run_handler(state, &batch).await
+    }
+
+    /// Hands `batch` to the handler and commits as far as it says.
+    /// `Ok(false)`: an event failed and will be retried after a back-off.
+    async fn run_handler(
+        &self,
+        state: &mut ConsumerGroupState,
+        batch: &[Delivery],
+    ) -> Result<bool, ActorProcessingErr> {
+        let (Some((first, _)), Some((last, _))) = (batch.first(), batch.last()) else {
+            return Ok(true);
+        };
+        let (first, last) = (*first, *last);
+        *lock(&state.metrics.in_flight) = Some(first..=last);
+        let started = Instant::now();
+        let outcome = state.handler.handle(batch).await;
+        state.metrics.handler_latency.record(started.elapsed());
+        *lock(&state.metrics.in_flight) = None;
+        match outcome {
+            Handled::All => {
+                self.count_handled(state, batch.len());
+                state.failures = None;
+                self.commit(state, last).await?;
+                Ok(true)
+            }
+            Handled::UpTo(done) => {
+                self.count_handled(state, batch.len());
+                state.failures = None;
+                if let Some(done) = done {
+                    self.commit(state, done.min(last)).await?;
+                }
+                Ok(true)
+            }
+            Handled::Failed { offset, error } => {
+                // An offset outside the batch is the handler's mistake: the
+                // whole batch counts as failed at its first event.
+                let offset = if (first..=last).contains(&offset) {
+                    offset
+                } else {
+                    first
+                };
+                let done_before = batch.iter().take_while(|(o, _)| *o < offset).count();
+                self.count_handled(state, done_before);
+                state.metrics.handler_errors.fetch_add(1, Ordering::Relaxed);
+                let attempts = match state.failures {
+                    Some((failed, count)) if failed == offset => count + 1,
+                    _ => 1,
+                };
+                tracing::warn!(
+                    group = %self.config.name, offset, attempts, %error,
+                    "handler failed"
+                );
+                state
+                    .metrics
+                    .set_last_error(format!("offset {offset}: {error}"));
+                if attempts >= self.config.max_attempts {
+                    state.failures = None;
+                    self.give_up(state, offset, attempts, error).await?;
+                    // The events after it in this batch are read again.
+                    self.seek(state, offset + 1).await?;
+                    Ok(true)
+                } else {
+                    state.failures = Some((offset, attempts));
+                    // Done up to the failed event; read it again next.
+                    self.seek(state, offset).await?;
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    fn count_handled(&self, state: &ConsumerGroupState, events: usize) {
+        state
+            .metrics
+            .handled
+            .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Commits `offset` unless the group is already past it.
+    async fn commit(
+        &self,
+        state: &mut ConsumerGroupState,
+        offset: Offset,
+    ) -> Result<(), ActorProcessingErr> {
+        if state.metrics.committed().is_some_and(|done| done >= offset) {
+            return Ok(());
+        }
+        state.consumer.commit(offset).await?;
+        *lock(&state.metrics.committed) = Some(offset);
+        state
+            .metrics
+            .position
+            .store(state.consumer.position(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn seek(
+        &self,
+        state: &mut ConsumerGroupState,
+        offset: Offset,
+    ) -> Result<(), ActorProcessingErr> {
+        let position = state.consumer.seek(SeekTo::Offset(offset)).await?;
+        self.moved(state, position);
+        Ok(())
+    }
+
+    /// Records that the group now reads `position` next and has committed
+    /// everything before it.
+    fn moved(&self, state: &ConsumerGroupState, position: Offset) {
+        *lock(&state.metrics.committed) = position.checked_sub(1);
+        state.metrics.position.store(position, Ordering::Relaxed);
+    }
+
+    /// Dead-letters the event at `offset`: writes a `dead_letter` event to
+    /// the log, then commits the offset so the group moves on.
+    async fn give_up(
+        &self,
+        state: &mut ConsumerGroupState,
+        offset: Offset,
+        attempts: u32,
+        error: String,
+    ) -> Result<(), ActorProcessingErr> {
+        tracing::error!(
+            group = %self.config.name, offset, attempts, %error,
+            "event dead-lettered"
+        );
+        let event = VibesEvent::DeadLetter {
+            group: self.config.name.clone(),
+            offset,
+            error: error.clone(),
+            attempts,
+        };
+        state.log.append(StoredEvent::new(event.clone())).await?;
+        state.dead_letters.apply(&event);
+        state.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .set_last_error(format!("offset {offset} dead-lettered: {error}"));
+        if offset >= state.consumer.position() {
+            self.seek(state, offset + 1).await?;
+        } else {
+            self.commit(state, offset).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands one dead letter to the handler again; on success records that
+    /// it was replayed.
+    async fn replay(&self, state: &mut ConsumerGroupState, offset: Offset) -> Result<(), String> {
+        let record = state
+            .log
+            .read(offset, 1)
+            .await
+            .map_err(|err| err.to_string())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("offset {offset} is at the end of the log"))?;
+        let event = record.event().map_err(|err| err.to_string())?;
+        match state.handler.handle(&[(offset, event)]).await {
+            Handled::All | Handled::UpTo(_) => {}
+            Handled::Failed { error, .. } => {
+                return Err(format!("the handler failed again: {error}"));
+            }
+        }
+        self.count_handled(state, 1);
+        let resolved = VibesEvent::DeadLetterResolved {
+            group: self.config.name.clone(),
+            offset,
+            resolution: "replayed".into(),
+        };
+        state
+            .log
+            .append(StoredEvent::new(resolved.clone()))
+            .await
+            .map_err(|err: LogError| err.to_string())?;
+        state.dead_letters.apply(&resolved);
+        Ok(())
+    }
+
+    /// Schedules the retry of a failed event.
+    fn back_off(&self, myself: &ActorRef<ConsumerGroupMsg>, state: &mut ConsumerGroupState) {
+        let attempts = state.failures.map_or(1, |(_, attempts)| attempts);
+        let delay = self.config.retry.delay(attempts);
+        state.backing_off = true;
+        if !state.paused {
+            state.metrics.set_state(GroupState::BackingOff);
+        }
+        myself.send_after(delay, || ConsumerGroupMsg::Step);
+    }
+}

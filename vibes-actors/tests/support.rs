@@ -1,0 +1,206 @@
+//! What the actor tests share: logs on real backends, a scriptable handler,
+//! and waiting for conditions with a deadline.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+use vibes_actors::backoff::Backoff;
+use vibes_actors::group::{GroupConfig, GroupSpec, RestartPolicy};
+use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
+use vibes_iggy::{EventLog, LogOptions, OpenedLog};
+
+/// How long any condition may take before a test fails.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Waits until `condition` holds, checking every few milliseconds; panics
+/// with `what` after [`DEADLINE`].
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Whether `condition` becomes true within `window` (for checking that
+/// something does *not* happen).
+pub(crate) async fn happens_within<F, Fut>(window: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + window;
+    while Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// A log on a real backend, and what keeps it alive.
+pub(crate) struct TestLog {
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) dir: Option<tempfile::TempDir>,
+}
+
+impl TestLog {
+    pub(crate) fn memory() -> Self {
+        Self {
+            log: Arc::new(vibes_iggy::memory::MemoryLog::new(LogOptions::default())),
+            dir: None,
+        }
+    }
+
+    pub(crate) fn embedded() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            vibes_iggy::embedded::EmbeddedLog::open(dir.path(), LogOptions::default()).unwrap();
+        Self {
+            log: Arc::new(log),
+            dir: Some(dir),
+        }
+    }
+
+    /// The log as the Supervisor takes it.
+    pub(crate) fn opened(&self) -> OpenedLog {
+        OpenedLog {
+            log: self.log.clone(),
+            manager: None,
+            reason: "test".into(),
+        }
+    }
+}
+
+/// `count` distinct events.
+pub(crate) fn events(count: usize) -> Vec<StoredEvent> {
+    (0..count)
+        .map(|i| {
+            StoredEvent::new(VibesEvent::UserInput {
+                session_id: "s".into(),
+                content: format!("event {i}"),
+                source: "test".into(),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn fill(log: &dyn EventLog, count: usize) {
+    for chunk in events(count).chunks(1000) {
+        log.append_batch(chunk.to_vec()).await.unwrap();
+    }
+}
+
+/// What a [`Script`] handler does, shared by every handler it makes (they
+/// outlive restarts, as the log does).
+#[derive(Default)]
+pub(crate) struct Script {
+    /// How many times each offset was handed to a handler.
+    pub(crate) seen: Mutex<HashMap<u64, u32>>,
+    /// Offsets that panic the first time they are seen.
+    pub(crate) panic_once: Mutex<HashSet<u64>>,
+    /// Offsets that panic every time.
+    pub(crate) panic_always: Mutex<HashSet<u64>>,
+    /// Offsets whose handling fails every time.
+    pub(crate) fail_always: Mutex<HashSet<u64>>,
+    /// Every batch panics while this is set.
+    pub(crate) panic_everything: AtomicBool,
+}
+
+pub(crate) const INJECTED: &str = "injected crash";
+
+impl Script {
+    pub(crate) fn factory(self: &Arc<Self>) -> vibes_actors::group::HandlerFactory {
+        quiet_injected_panics();
+        let script = self.clone();
+        Arc::new(move || Box::new(ScriptHandler(script.clone())) as Box<dyn Handler>)
+    }
+
+    pub(crate) fn seen(&self, offset: u64) -> u32 {
+        self.seen.lock().unwrap().get(&offset).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn total_seen(&self) -> u64 {
+        self.seen
+            .lock()
+            .unwrap()
+            .values()
+            .map(|n| u64::from(*n))
+            .sum()
+    }
+}
+
+struct ScriptHandler(Arc<Script>);
+
+#[async_trait]
+impl Handler for ScriptHandler {
+    async fn handle(&mut self, batch: &[Delivery]) -> Handled {
+        let script = &self.0;
+        for (offset, _) in batch {
+            *script.seen.lock().unwrap().entry(*offset).or_default() += 1;
+            if script.panic_everything.load(Ordering::SeqCst)
+                || script.panic_always.lock().unwrap().contains(offset)
+                || script.panic_once.lock().unwrap().remove(offset)
+            {
+                panic!("{INJECTED} at offset {offset}");
+            }
+            if script.fail_always.lock().unwrap().contains(offset) {
+                return Handled::Failed {
+                    offset: *offset,
+                    error: format!("offset {offset} is poison"),
+                };
+            }
+        }
+        Handled::All
+    }
+}
+
+/// Keeps the injected panics out of the test output; every other panic is
+/// printed as usual.
+fn quiet_injected_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let injected = info
+                .payload()
+                .downcast_ref::<String>()
+                .is_some_and(|message| message.starts_with(INJECTED));
+            if !injected {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// A group that retries and restarts fast, for tests.
+pub(crate) fn fast_group(name: &str, script: &Arc<Script>) -> GroupSpec {
+    let mut config = GroupConfig::new(name);
+    config.retry = Backoff {
+        min: Duration::from_millis(1),
+        max: Duration::from_millis(5),
+    };
+    config.restart = RestartPolicy {
+        backoff: Backoff {
+            min: Duration::from_millis(1),
+            max: Duration::from_millis(10),
+        },
+        max_restarts: 1000,
+        window: Duration::from_secs(60),
+        crash_loop_limit: 3,
+    };
+    GroupSpec {
+        config,
+        handler: script.factory(),
+    }
+}
