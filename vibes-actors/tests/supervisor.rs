@@ -34,9 +34,22 @@ async fn wait_committed(supervisor: &SupervisorHandle, group: &str, end: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_at_random_offsets_lose_nothing_and_redeliver_at_most_a_batch_each() {
+    crash_injection(TestLog::embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iggy_crashes_at_random_offsets_lose_nothing() {
+    if let Some(log) = TestLog::iggy().await {
+        crash_injection(log).await;
+    }
+}
+
+/// A handler that panics at 20 seeded random offsets over 100k events:
+/// every offset is handled at least once, the group commits the whole log,
+/// and each crash re-delivers at most one batch.
+async fn crash_injection(log: TestLog) {
     const EVENTS: usize = 100_000;
     const CRASHES: usize = 20;
-    let log = TestLog::embedded();
     fill(&*log.log, EVENTS).await;
     let script = Arc::new(Script::default());
     let mut rng = StdRng::seed_from_u64(0x5eed);
@@ -70,7 +83,17 @@ async fn crashes_at_random_offsets_lose_nothing_and_redeliver_at_most_a_batch_ea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_is_dead_lettered_after_its_attempts_and_the_group_goes_on() {
-    let log = TestLog::memory();
+    poison(TestLog::memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iggy_a_poison_event_is_dead_lettered() {
+    if let Some(log) = TestLog::iggy().await {
+        poison(log).await;
+    }
+}
+
+async fn poison(log: TestLog) {
     fill(&*log.log, 10).await;
     let script = Arc::new(Script::default());
     script.fail_always.lock().unwrap().insert(5);
@@ -149,6 +172,7 @@ async fn an_undecodable_record_is_dead_lettered_at_once() {
     let log = TestLog {
         log: Arc::new(memory.clone()),
         dir: None,
+        manager: std::sync::Mutex::new(None),
     };
     fill(&*log.log, 3).await;
     memory.append_raw(b"not json");
@@ -172,7 +196,17 @@ async fn an_undecodable_record_is_dead_lettered_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offset_that_crashes_every_restart_is_quarantined() {
-    let log = TestLog::memory();
+    crash_loop(TestLog::embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iggy_an_offset_that_crashes_every_restart_is_quarantined() {
+    if let Some(log) = TestLog::iggy().await {
+        crash_loop(log).await;
+    }
+}
+
+async fn crash_loop(log: TestLog) {
     fill(&*log.log, 10).await;
     let script = Arc::new(Script::default());
     script.panic_always.lock().unwrap().insert(3);

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 use vibes_actors::backoff::Backoff;
 use vibes_actors::group::{GroupConfig, GroupSpec, RestartPolicy};
 use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
+use vibes_iggy::iggy::{IggyConfig, IggyLog, IggyManager};
 use vibes_iggy::{EventLog, LogOptions, OpenedLog};
 
 /// How long any condition may take before a test fails.
@@ -52,6 +54,8 @@ where
 pub(crate) struct TestLog {
     pub(crate) log: Arc<dyn EventLog>,
     pub(crate) dir: Option<tempfile::TempDir>,
+    /// A managed `iggy-server`, handed to the first Supervisor.
+    pub(crate) manager: Mutex<Option<IggyManager>>,
 }
 
 impl TestLog {
@@ -59,6 +63,7 @@ impl TestLog {
         Self {
             log: Arc::new(vibes_iggy::memory::MemoryLog::new(LogOptions::default())),
             dir: None,
+            manager: Mutex::new(None),
         }
     }
 
@@ -69,14 +74,47 @@ impl TestLog {
         Self {
             log: Arc::new(log),
             dir: Some(dir),
+            manager: Mutex::new(None),
         }
+    }
+
+    /// A managed `iggy-server` when `VIBES_IGGY_SERVER` names one; else
+    /// `None`, after saying once that the Iggy tests are skipped.
+    pub(crate) async fn iggy() -> Option<Self> {
+        static SAID: AtomicBool = AtomicBool::new(false);
+        let Some(binary) = std::env::var_os("VIBES_IGGY_SERVER").filter(|path| !path.is_empty())
+        else {
+            if !SAID.swap(true, Ordering::Relaxed) {
+                // Straight to stderr: the harness captures `eprintln!`.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: iggy actor tests (set VIBES_IGGY_SERVER to an iggy-server binary \
+                     to run them)"
+                );
+            }
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let config = IggyConfig {
+            server_binary: Some(binary.into()),
+            ..IggyConfig::default()
+        };
+        let manager = IggyManager::start(&config, dir.path()).await.unwrap();
+        let log = IggyLog::connect(&manager.connection(), LogOptions::default())
+            .await
+            .unwrap();
+        Some(Self {
+            log: Arc::new(log),
+            dir: Some(dir),
+            manager: Mutex::new(Some(manager)),
+        })
     }
 
     /// The log as the Supervisor takes it.
     pub(crate) fn opened(&self) -> OpenedLog {
         OpenedLog {
             log: self.log.clone(),
-            manager: None,
+            manager: self.manager.lock().unwrap().take(),
             reason: "test".into(),
         }
     }
