@@ -10,3 +10,8 @@
 //! `docs/actors.md` draws the tree and the message flow.
 
 pub mod metrics;
+pub mod writer;
+
+pub use writer::{
+    LogWriter, LogWriterConfig, LogWriterHandle, LogWriterMsg, WriterError, WriterSnapshot,
+};

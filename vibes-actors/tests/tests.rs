@@ -2,3 +2,4 @@
 
 // A failed unwrap is a failed test, with the error in its message.
 #![allow(clippy::unwrap_used)]
+mod writer;
