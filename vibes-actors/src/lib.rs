@@ -1,11 +1,13 @@
 //! The actors of vibesd, on `ractor`.
 //!
-//! - the **Supervisor** owns the event log (and the managed `iggy-server`),
-//!   spawns one **ConsumerGroup** actor per registered group and restarts it
-//!   after a failure, and owns the **LogWriter**;
-//! - a **ConsumerGroup** polls a batch, hands it to its
+//! - the **Supervisor** ([`supervisor`]) owns the event log (and the
+//!   managed `iggy-server`), spawns one **ConsumerGroup** actor per
+//!   registered group and restarts it after a failure, and owns the
+//!   **LogWriter**;
+//! - a **ConsumerGroup** ([`group`]) polls a batch, hands it to its
 //!   [`vibes_core::Handler`], commits, and casts itself the next step;
-//! - the **LogWriter** group-commits the appends of every producer.
+//! - the **LogWriter** ([`writer`]) group-commits the appends of every
+//!   producer.
 //!
 //! `docs/actors.md` draws the tree and the message flow.
 
@@ -14,3 +16,8 @@ pub mod dead_letters;
 pub mod group;
 pub mod metrics;
 pub mod supervisor;
+pub mod writer;
+
+pub use writer::{
+    LogWriter, LogWriterConfig, LogWriterHandle, LogWriterMsg, WriterError, WriterSnapshot,
+};

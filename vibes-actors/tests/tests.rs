@@ -5,3 +5,4 @@
 
 mod supervisor;
 mod support;
+mod writer;

@@ -1,0 +1,717 @@
+//! The LogWriter: one actor through which every producer appends, so that
+//! the appends of many producers become one durable write (group commit).
+//!
+//! Producers hold a [`LogWriterHandle`]. The handle admits a batch only while
+//! fewer than [`LogWriterConfig::max_queued_events`] events are queued or in
+//! flight (ractor mailboxes are unbounded, so the bound lives here) and
+//! answers [`WriterError::Busy`] at once otherwise. An admitted batch is sent
+//! to the actor as [`LogWriterMsg::Append`]; the actor queues it and, if no
+//! write is scheduled, casts itself [`LogWriterMsg::Flush`]. That flush lands
+//! behind every append already in the mailbox, so it writes all of them in
+//! one [`EventLog::append_batch`], and each producer gets its own sub-range
+//! back once the write returned, that is once it is durable.
+//!
+//! Failures are never acknowledged:
+//!
+//! - every producer of a failed group commit gets the error;
+//! - [`LogError::Unavailable`] is retried with back-off on the memory and
+//!   embedded backends, which roll a failed transaction back, so a retry
+//!   cannot write an event twice; the iggy backend already resends by
+//!   message id, so the writer does not retry it again;
+//! - [`LogError::EventTooLarge`] is never retried. It names the event's index
+//!   in the group commit, so the writer refuses the producer batch holding
+//!   it (with the index within that batch) and writes the others again as
+//!   one group commit: one bad producer never fails the rest.
+
+use std::io;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use hdrhistogram::Histogram;
+use ractor::concurrency::JoinHandle;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
+use serde::{Deserialize, Serialize};
+use vibes_core::StoredEvent;
+use vibes_iggy::{BackendKind, EventLog, LogError, Offset};
+
+use crate::metrics::{LatencyHistogram, LatencySummary};
+
+/// Why an append was not acknowledged. Nothing of a refused batch was
+/// acknowledged; see each variant for whether it may have been written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriterError {
+    /// The writer already holds its bound of queued events; nothing was
+    /// queued. Try again after `retry_after` (HTTP 503 with `Retry-After`).
+    #[error(
+        "the log writer is busy: {queued} events are queued of at most {bound}; \
+         retry after {retry_after:?}"
+    )]
+    Busy {
+        /// Events queued or in flight when the batch was refused.
+        queued: usize,
+        /// [`LogWriterConfig::max_queued_events`].
+        bound: usize,
+        /// [`LogWriterConfig::busy_retry_after`].
+        retry_after: Duration,
+    },
+
+    /// The batch alone holds more events than the writer ever queues, so it
+    /// could never be admitted; nothing was queued. Split it.
+    #[error(
+        "a batch of {events} events is more than the log writer queues at once ({bound}); \
+         split it into smaller batches"
+    )]
+    BatchOverBound {
+        /// Events in the refused batch.
+        events: usize,
+        /// [`LogWriterConfig::max_queued_events`].
+        bound: usize,
+    },
+
+    /// The writer has stopped (drained at shutdown, or failed). The batch
+    /// was not acknowledged. Only if the writer died in the middle of a
+    /// write may that write have reached the log.
+    #[error("the log writer has stopped; the append was not acknowledged")]
+    Stopped,
+
+    /// The log refused or failed the write; nothing of the batch was
+    /// written. Shared because one failed group commit fails many producers.
+    #[error("the log did not take the append; nothing of it was written")]
+    Log(#[source] Arc<LogError>),
+}
+
+impl WriterError {
+    /// The log's error, if the log refused the write.
+    pub fn log_error(&self) -> Option<&LogError> {
+        match self {
+            Self::Log(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// How the writer batches, bounds and retries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogWriterConfig {
+    /// Events queued or in flight at most; beyond it producers get
+    /// [`WriterError::Busy`].
+    pub max_queued_events: usize,
+    /// Events in one group commit at most. A producer batch larger than this
+    /// is written alone, never split: a batch stays all-or-nothing.
+    pub max_batch_events: usize,
+    /// Encoded bytes in one group commit at most, with the same exception.
+    pub max_batch_bytes: usize,
+    /// What [`WriterError::Busy`] tells producers to wait.
+    #[serde(with = "millis")]
+    pub busy_retry_after: Duration,
+    /// Retries of a write the backend could not do, where a retry cannot
+    /// duplicate events (memory and embedded backends).
+    pub max_retries: usize,
+    /// The first retry's delay; it doubles (with jitter) up to 1 s.
+    #[serde(with = "millis")]
+    pub retry_min_delay: Duration,
+}
+
+impl Default for LogWriterConfig {
+    fn default() -> Self {
+        Self {
+            max_queued_events: 16_384,
+            max_batch_events: 4096,
+            max_batch_bytes: 8 * 1024 * 1024,
+            busy_retry_after: Duration::from_secs(1),
+            max_retries: 3,
+            retry_min_delay: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Durations in config files are whole milliseconds.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(value: &Duration, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_u64(u64::try_from(value.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+        u64::deserialize(de).map(Duration::from_millis)
+    }
+}
+
+/// The actor. Its value is the immutable config; everything that changes
+/// lives in [`LogWriterState`].
+#[derive(Debug)]
+pub struct LogWriter {
+    config: LogWriterConfig,
+}
+
+/// What the writer is sent. Producers use [`LogWriterHandle`], which bounds
+/// the queue; [`AppendRequest`] can only be built there.
+#[derive(Debug)]
+pub enum LogWriterMsg {
+    /// A producer batch to write; replied to once it is durable or failed.
+    Append(AppendRequest),
+    /// Write what is queued, one group commit per message; the writer casts
+    /// this to itself, behind the appends already in its mailbox.
+    Flush,
+    /// Stop taking appends, write everything queued, reply, then stop. For
+    /// shutdown; [`LogWriterHandle::drain`] sends it.
+    Drain(RpcReplyPort<()>),
+}
+
+/// One producer batch on its way to the log, with where to send its offsets.
+#[derive(Debug)]
+pub struct AppendRequest {
+    events: Vec<StoredEvent>,
+    /// The events' total encoded size, measured by the producer's task.
+    bytes: usize,
+    reply: RpcReplyPort<Result<Range<Offset>, WriterError>>,
+    /// Releases the batch's place in the queue when the writer is done with
+    /// it, replied to or dropped.
+    admission: Admission,
+}
+
+impl AppendRequest {
+    /// Gives the batch's place in the queue back, then answers the producer,
+    /// so a producer that has its answer never finds its own events queued.
+    fn answer(self, result: Result<Range<Offset>, WriterError>) {
+        let Self {
+            reply, admission, ..
+        } = self;
+        drop(admission);
+        // A producer that gave up waiting is no reason to stop.
+        let _ = reply.send(result);
+    }
+}
+
+/// What the writer is spawned with; built by [`LogWriter::start`].
+#[derive(Debug)]
+pub struct LogWriterArgs {
+    /// The log every group commit goes to; shared with the Supervisor.
+    log: Arc<dyn EventLog>,
+    /// The counters the handles and the writer share.
+    shared: Arc<Shared>,
+}
+
+/// The writer's mutable state, built in `pre_start`.
+#[derive(Debug)]
+pub struct LogWriterState {
+    log: Arc<dyn EventLog>,
+    backend: BackendKind,
+    shared: Arc<Shared>,
+    /// Batches received and not yet written, oldest first.
+    pending: Vec<AppendRequest>,
+    /// Whether a [`LogWriterMsg::Flush`] is in the mailbox.
+    flush_scheduled: bool,
+    /// Whether [`LogWriterMsg::Drain`] has been handled: nothing more is taken.
+    drained: bool,
+    /// Closes the handles' admission when the state ends, however the actor
+    /// stops (drained, stopped, killed or panicked).
+    _closer: CloseOnDrop,
+}
+
+impl LogWriter {
+    /// Spawns a writer over `log` and returns its ref, a handle for
+    /// producers and its join handle. With a `supervisor`, the writer is
+    /// linked to it, so the Supervisor hears when it stops or fails.
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        config: LogWriterConfig,
+        supervisor: Option<ActorCell>,
+    ) -> Result<(ActorRef<LogWriterMsg>, LogWriterHandle, JoinHandle<()>), SpawnErr> {
+        let shared = Arc::new(Shared::new(&config));
+        let args = LogWriterArgs {
+            log,
+            shared: shared.clone(),
+        };
+        let writer = Self { config };
+        let (actor, join) = match supervisor {
+            Some(supervisor) => Actor::spawn_linked(None, writer, args, supervisor).await?,
+            None => Actor::spawn(None, writer, args).await?,
+        };
+        let handle = LogWriterHandle {
+            actor: actor.clone(),
+            shared,
+        };
+        Ok((actor, handle, join))
+    }
+
+    /// Takes the oldest pending batches that fit one group commit: at least
+    /// one, so a batch over the bounds goes alone and whole.
+    fn take_group(&self, pending: &mut Vec<AppendRequest>) -> Vec<AppendRequest> {
+        let mut events = 0;
+        let mut bytes = 0;
+        let count = pending
+            .iter()
+            .take_while(|request| {
+                events += request.events.len();
+                bytes += request.bytes;
+                events <= self.config.max_batch_events && bytes <= self.config.max_batch_bytes
+            })
+            .count()
+            .max(1)
+            .min(pending.len());
+        pending.drain(..count).collect()
+    }
+
+    /// Writes one group commit and answers each of its producers.
+    async fn commit(&self, state: &LogWriterState, mut group: Vec<AppendRequest>) {
+        while !group.is_empty() {
+            let events: usize = group.iter().map(|request| request.events.len()).sum();
+            match self.write(state, &group, events).await {
+                Ok(range) => {
+                    let shared = &state.shared;
+                    shared.group_commits.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .events_written
+                        .fetch_add(events as u64, Ordering::Relaxed);
+                    shared.batch_sizes.record(events as u64);
+                    let mut start = range.start;
+                    for request in group {
+                        let end = start + request.events.len() as Offset;
+                        request.answer(Ok(start..end));
+                        start = end;
+                    }
+                    return;
+                }
+                Err(LogError::EventTooLarge { index, size, limit }) => {
+                    // Refuse the producer batch holding the event and write
+                    // the others again: they did nothing wrong.
+                    let (culprit, index) = locate(&group, index);
+                    let request = group.remove(culprit);
+                    let err = LogError::EventTooLarge { index, size, limit };
+                    state.shared.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    request.answer(Err(WriterError::Log(Arc::new(err))));
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err,
+                        events,
+                        producers = group.len(),
+                        "log writer: group commit failed; its producers get the error"
+                    );
+                    state.shared.failed_writes.fetch_add(1, Ordering::Relaxed);
+                    let err = WriterError::Log(Arc::new(err));
+                    for request in group {
+                        request.answer(Err(err.clone()));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One `append_batch` of the whole group, retried where that is safe.
+    async fn write(
+        &self,
+        state: &LogWriterState,
+        group: &[AppendRequest],
+        events: usize,
+    ) -> Result<Range<Offset>, LogError> {
+        // The log takes the events by value, so each attempt gets a copy:
+        // the originals are what a retry, or the others after an oversize
+        // refusal, are written from.
+        let attempt = || {
+            let mut batch = Vec::with_capacity(events);
+            for request in group {
+                batch.extend(request.events.iter().cloned());
+            }
+            state.log.append_batch(batch)
+        };
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(self.config.retry_min_delay)
+            .with_max_delay(Duration::from_secs(1))
+            .with_max_times(self.config.max_retries)
+            .with_jitter();
+        let backend = state.backend;
+        attempt
+            .retry(backoff)
+            .when(|err| retryable(backend, err))
+            .notify(|err, delay| {
+                tracing::warn!(
+                    error = %err,
+                    ?delay,
+                    events,
+                    "log writer: write failed, retrying (the backend rolled it back)"
+                );
+            })
+            .await
+    }
+}
+
+/// Whether a failed write may be tried again without writing an event twice.
+fn retryable(backend: BackendKind, err: &LogError) -> bool {
+    match backend {
+        // A failed transaction is rolled back, so nothing of it is stored.
+        BackendKind::Memory | BackendKind::Embedded => {
+            matches!(err, LogError::Unavailable { .. })
+        }
+        // The iggy backend already resends by message id after a broken
+        // connection; retrying here would only repeat what it gave up on.
+        BackendKind::Iggy => false,
+    }
+}
+
+/// Which request of `group` holds the event at `index` of the group commit,
+/// and that event's index within the request.
+fn locate(group: &[AppendRequest], index: usize) -> (usize, usize) {
+    let mut start = 0;
+    for (position, request) in group.iter().enumerate() {
+        let end = start + request.events.len();
+        if index < end {
+            return (position, index - start);
+        }
+        start = end;
+    }
+    // The log names an index of the batch it was given; should it not, the
+    // last batch is refused, which still ends the loop in `commit`.
+    (group.len().saturating_sub(1), index.saturating_sub(start))
+}
+
+impl Actor for LogWriter {
+    type Msg = LogWriterMsg;
+    type State = LogWriterState;
+    type Arguments = LogWriterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(LogWriterState {
+            backend: args.log.backend(),
+            log: args.log,
+            _closer: CloseOnDrop(args.shared.clone()),
+            shared: args.shared,
+            pending: Vec::new(),
+            flush_scheduled: false,
+            drained: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            LogWriterMsg::Append(request) => {
+                if state.drained {
+                    // Behind the Drain in the mailbox: refused, never half-taken.
+                    // (Those ahead of it are written, although the handles
+                    // stopped admitting when the drain was sent.)
+                    request.answer(Err(WriterError::Stopped));
+                    return Ok(());
+                }
+                state.pending.push(request);
+                if !state.flush_scheduled {
+                    state.flush_scheduled = true;
+                    myself.cast(LogWriterMsg::Flush)?;
+                }
+            }
+            LogWriterMsg::Flush => {
+                state.flush_scheduled = false;
+                let group = self.take_group(&mut state.pending);
+                self.commit(state, group).await;
+                // One group commit per message keeps Drain from waiting
+                // behind a long backlog; the rest is the next step.
+                if !state.pending.is_empty() {
+                    state.flush_scheduled = true;
+                    myself.cast(LogWriterMsg::Flush)?;
+                }
+            }
+            LogWriterMsg::Drain(reply) => {
+                state.shared.open.store(false, Ordering::Release);
+                state.drained = true;
+                while !state.pending.is_empty() {
+                    let group = self.take_group(&mut state.pending);
+                    self.commit(state, group).await;
+                }
+                tracing::info!("log writer drained: every queued append is written");
+                let _ = reply.send(());
+                myself.stop(Some("drained".to_owned()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A producer's way to the writer. Cheap to clone; clones share the bound
+/// and the metrics.
+#[derive(Debug, Clone)]
+pub struct LogWriterHandle {
+    actor: ActorRef<LogWriterMsg>,
+    shared: Arc<Shared>,
+}
+
+impl LogWriterHandle {
+    /// Appends one event and returns its offset once it is durable.
+    pub async fn append(&self, event: StoredEvent) -> Result<Offset, WriterError> {
+        self.append_batch(vec![event])
+            .await
+            .map(|range| range.start)
+    }
+
+    /// Appends every event or none, at contiguous offsets, and returns them
+    /// once the whole batch is durable. An empty batch returns an empty
+    /// range without a write.
+    ///
+    /// Fails at once with [`WriterError::Busy`] when the writer's queue is
+    /// full, and with [`WriterError::Stopped`] once it is drained or gone.
+    pub async fn append_batch(
+        &self,
+        events: Vec<StoredEvent>,
+    ) -> Result<Range<Offset>, WriterError> {
+        let started = Instant::now();
+        let admission = self.admit(events.len())?;
+        let bytes = events.iter().map(encoded_len).sum();
+        let call = self
+            .actor
+            .call(
+                |reply| {
+                    LogWriterMsg::Append(AppendRequest {
+                        events,
+                        bytes,
+                        reply,
+                        admission,
+                    })
+                },
+                None,
+            )
+            .await;
+        let result = match call {
+            Ok(CallResult::Success(result)) => result,
+            // Not delivered, or dropped unanswered: the writer is gone.
+            Ok(CallResult::SenderError | CallResult::Timeout) | Err(_) => {
+                self.shared.open.store(false, Ordering::Release);
+                Err(WriterError::Stopped)
+            }
+        };
+        if result.is_ok() {
+            self.shared.append_latency.record(started.elapsed());
+        }
+        result
+    }
+
+    /// Stops taking appends, waits until everything queued is written (or
+    /// failed) and answered, and stops the writer. Appends after this get
+    /// [`WriterError::Stopped`]. Draining a stopped writer does nothing.
+    pub async fn drain(&self) {
+        self.shared.open.store(false, Ordering::Release);
+        // An error means the writer is already gone, with nothing to write.
+        let _ = self.actor.call(LogWriterMsg::Drain, None).await;
+    }
+
+    /// Whether the writer still takes appends.
+    pub fn is_open(&self) -> bool {
+        self.shared.open.load(Ordering::Acquire)
+    }
+
+    /// The writer's counters, read without a message to the actor.
+    pub fn snapshot(&self) -> WriterSnapshot {
+        let shared = &self.shared;
+        WriterSnapshot {
+            open: shared.open.load(Ordering::Acquire),
+            queued_events: shared.queued.load(Ordering::Acquire),
+            max_queued_events: shared.bound,
+            group_commits: shared.group_commits.load(Ordering::Relaxed),
+            events_written: shared.events_written.load(Ordering::Relaxed),
+            batch_size: shared.batch_sizes.summary(),
+            busy_rejections: shared.busy_rejections.load(Ordering::Relaxed),
+            failed_writes: shared.failed_writes.load(Ordering::Relaxed),
+            append_latency: shared.append_latency.summary(),
+        }
+    }
+
+    /// Reserves room for `events` in the queue, or says why not.
+    fn admit(&self, events: usize) -> Result<Admission, WriterError> {
+        let shared = &self.shared;
+        if !shared.open.load(Ordering::Acquire) {
+            return Err(WriterError::Stopped);
+        }
+        if events > shared.bound {
+            return Err(WriterError::BatchOverBound {
+                events,
+                bound: shared.bound,
+            });
+        }
+        let reserved = shared
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued
+                    .checked_add(events)
+                    .filter(|total| *total <= shared.bound)
+            });
+        match reserved {
+            Ok(_) => Ok(Admission {
+                shared: shared.clone(),
+                events,
+            }),
+            Err(queued) => {
+                shared.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                Err(WriterError::Busy {
+                    queued,
+                    bound: shared.bound,
+                    retry_after: shared.busy_retry_after,
+                })
+            }
+        }
+    }
+}
+
+/// The size of `event`'s stored form, counted without building it.
+fn encoded_len(event: &StoredEvent) -> usize {
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Counting cannot fail, and neither can serializing an event (see
+    // `StoredEvent::encode`); the count so far is all there is to report.
+    let _ = serde_json::to_writer(&mut count, event);
+    count.0
+}
+
+/// A batch's place in the writer's queue, given back when dropped.
+#[derive(Debug)]
+struct Admission {
+    shared: Arc<Shared>,
+    events: usize,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.shared.queued.fetch_sub(self.events, Ordering::AcqRel);
+    }
+}
+
+/// Closes admission when the writer's state ends.
+#[derive(Debug)]
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.open.store(false, Ordering::Release);
+    }
+}
+
+/// What the handles and the writer share. Lives as long as the last handle
+/// or the writer, so snapshots outlive a stopped writer.
+#[derive(Debug)]
+struct Shared {
+    /// [`LogWriterConfig::max_queued_events`].
+    bound: usize,
+    /// [`LogWriterConfig::busy_retry_after`].
+    busy_retry_after: Duration,
+    /// Whether appends are taken: false from the start of a drain, or once
+    /// the writer is gone.
+    open: AtomicBool,
+    /// Events admitted and not yet answered.
+    queued: AtomicUsize,
+    group_commits: AtomicU64,
+    events_written: AtomicU64,
+    busy_rejections: AtomicU64,
+    failed_writes: AtomicU64,
+    batch_sizes: CountHistogram,
+    append_latency: LatencyHistogram,
+}
+
+impl Shared {
+    fn new(config: &LogWriterConfig) -> Self {
+        Self {
+            bound: config.max_queued_events,
+            busy_retry_after: config.busy_retry_after,
+            open: AtomicBool::new(true),
+            queued: AtomicUsize::new(0),
+            group_commits: AtomicU64::new(0),
+            events_written: AtomicU64::new(0),
+            busy_rejections: AtomicU64::new(0),
+            failed_writes: AtomicU64::new(0),
+            batch_sizes: CountHistogram::default(),
+            append_latency: LatencyHistogram::default(),
+        }
+    }
+}
+
+/// A histogram of counts (events per group commit), 1 to 2^32.
+#[derive(Debug)]
+struct CountHistogram(Mutex<Histogram<u64>>);
+
+impl Default for CountHistogram {
+    fn default() -> Self {
+        let histogram = Histogram::new_with_bounds(1, u64::from(u32::MAX), 3)
+            .unwrap_or_else(|err| unreachable!("constant histogram bounds are valid: {err}"));
+        Self(Mutex::new(histogram))
+    }
+}
+
+impl CountHistogram {
+    fn record(&self, count: u64) {
+        self.lock().saturating_record(count.max(1));
+    }
+
+    fn summary(&self) -> CountSummary {
+        let histogram = self.lock();
+        CountSummary {
+            count: histogram.len(),
+            p50: histogram.value_at_quantile(0.50),
+            p99: histogram.value_at_quantile(0.99),
+            max: histogram.max(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Histogram<u64>> {
+        // A histogram is consistent after any panic: take it back.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A summary of counted sizes (0 when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CountSummary {
+    /// How many were recorded.
+    pub count: u64,
+    /// The median.
+    pub p50: u64,
+    /// The 99th percentile.
+    pub p99: u64,
+    /// The largest recorded.
+    pub max: u64,
+}
+
+/// The writer's counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WriterSnapshot {
+    /// Whether appends are taken (false once draining or stopped).
+    pub open: bool,
+    /// Events admitted and not yet answered.
+    pub queued_events: usize,
+    /// The bound on `queued_events`.
+    pub max_queued_events: usize,
+    /// Successful group commits (one `append_batch` each).
+    pub group_commits: u64,
+    /// Events acknowledged.
+    pub events_written: u64,
+    /// Events per successful group commit.
+    pub batch_size: CountSummary,
+    /// Appends refused with [`WriterError::Busy`].
+    pub busy_rejections: u64,
+    /// Writes the log failed or refused, after any retries.
+    pub failed_writes: u64,
+    /// From the handle call to the durable reply, of acknowledged appends.
+    pub append_latency: LatencySummary,
+}
