@@ -12,8 +12,10 @@
 //! - Crash loops: the offsets a group had in flight when it crashed are
 //!   handled one at a time after the restart; an offset that crashes it on
 //!   `crash_loop_limit` restarts in a row is dead-lettered by the next one.
-//! - Shutdown stops every group (each finishes its step, and so commits)
-//!   and then the `iggy-server`.
+//! - It starts and owns the LogWriter, whose handle producers get from
+//!   [`SupervisorHandle::writer`].
+//! - Shutdown drains the LogWriter, stops every group (each finishes its
+//!   step, and so commits) and then the `iggy-server`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::RangeInclusive;
@@ -34,6 +36,7 @@ use crate::group::{
     ConsumerGroup, ConsumerGroupArgs, ConsumerGroupMsg, GroupMetrics, GroupSnapshot, GroupSpec,
     GroupState,
 };
+use crate::writer::{LogWriter, LogWriterConfig, LogWriterHandle, WriterSnapshot};
 
 /// How long the Supervisor waits for a group to answer a control call, and
 /// for a group to finish its step at shutdown.
@@ -84,6 +87,7 @@ pub struct SupervisorSnapshot {
     /// Why that backend runs.
     pub backend_reason: String,
     pub high_water_mark: Offset,
+    pub writer: WriterSnapshot,
     pub groups: Vec<GroupSnapshot>,
 }
 
@@ -134,7 +138,10 @@ pub enum SupervisorMsg {
         group: String,
         generation: u64,
     },
-    /// Stops every group, then the `iggy-server`, then itself.
+    /// The LogWriter's handle, for producers.
+    Writer(RpcReplyPort<LogWriterHandle>),
+    /// Drains the LogWriter, stops every group, then the `iggy-server`,
+    /// then itself.
     Shutdown(RpcReplyPort<()>),
 }
 
@@ -143,6 +150,7 @@ pub enum SupervisorMsg {
 pub struct SupervisorArgs {
     pub log: OpenedLog,
     pub groups: Vec<GroupSpec>,
+    pub writer: LogWriterConfig,
 }
 
 /// One registered group.
@@ -172,6 +180,8 @@ pub struct SupervisorState {
     /// The managed `iggy-server`, stopped at shutdown after every group.
     manager: Option<IggyManager>,
     backend_reason: String,
+    /// Every producer's way into the log; drained first at shutdown.
+    writer: LogWriterHandle,
     groups: BTreeMap<String, GroupEntry>,
     by_actor: HashMap<ActorId, String>,
     dead_letters: Arc<DeadLetters>,
@@ -192,6 +202,7 @@ impl std::fmt::Debug for SupervisorState {
 #[derive(Debug, Clone)]
 pub struct SupervisorHandle {
     actor: ActorRef<SupervisorMsg>,
+    writer: LogWriterHandle,
 }
 
 impl Supervisor {
@@ -201,7 +212,16 @@ impl Supervisor {
         args: SupervisorArgs,
     ) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), SpawnErr> {
         let (actor, join) = Actor::spawn(None, Supervisor, args).await?;
-        Ok((SupervisorHandle { actor }, join))
+        let writer = match actor.call(SupervisorMsg::Writer, Some(CHILD_TIMEOUT)).await {
+            Ok(ractor::rpc::CallResult::Success(writer)) => writer,
+            _ => {
+                actor.stop(None);
+                return Err(SpawnErr::StartupFailed(
+                    "the supervisor did not hand out its log writer".into(),
+                ));
+            }
+        };
+        Ok((SupervisorHandle { actor, writer }, join))
     }
 }
 
@@ -213,6 +233,11 @@ fn gone<T>(_: T) -> ControlError {
 impl SupervisorHandle {
     pub fn actor(&self) -> &ActorRef<SupervisorMsg> {
         &self.actor
+    }
+
+    /// The LogWriter: every producer appends through it.
+    pub fn writer(&self) -> &LogWriterHandle {
+        &self.writer
     }
 
     async fn ask<T: Send + 'static>(
@@ -331,10 +356,13 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let log = args.log.log;
         let dead_letters = Arc::new(DeadLetters::load(&*log).await?);
+        let (_, writer, _) =
+            LogWriter::start(log.clone(), args.writer, Some(myself.get_cell())).await?;
         let mut state = SupervisorState {
             log,
             manager: args.log.manager,
             backend_reason: args.log.reason,
+            writer,
             groups: BTreeMap::new(),
             by_actor: HashMap::new(),
             dead_letters,
@@ -387,6 +415,7 @@ impl Actor for Supervisor {
                     backend: state.log.backend().to_string(),
                     backend_reason: state.backend_reason.clone(),
                     high_water_mark,
+                    writer: state.writer.snapshot(),
                     groups,
                 });
             }
@@ -416,6 +445,9 @@ impl Actor for Supervisor {
                     self.spawn(&myself, state, &group).await;
                 }
             }
+            SupervisorMsg::Writer(reply) => {
+                let _ = reply.send(state.writer.clone());
+            }
             SupervisorMsg::Shutdown(reply) => {
                 self.shutdown(state).await;
                 let _ = reply.send(());
@@ -437,6 +469,13 @@ impl Actor for Supervisor {
             _ => return Ok(()),
         };
         let Some(name) = state.by_actor.remove(&cell.get_id()) else {
+            // Not a group: the LogWriter, which only stops when drained.
+            if !state.shutting_down {
+                tracing::error!(
+                    error = error.as_deref().unwrap_or("stopped"),
+                    "the log writer stopped: appends fail until vibesd restarts"
+                );
+            }
             return Ok(());
         };
         let Some(entry) = state.groups.get_mut(&name) else {
@@ -793,6 +832,8 @@ impl Supervisor {
 
     async fn shutdown(&self, state: &mut SupervisorState) {
         state.shutting_down = true;
+        // No new appends; everything queued is written (and answered).
+        state.writer.drain().await;
         for (name, entry) in &mut state.groups {
             if let Some(actor) = entry.actor.take() {
                 entry.stopping = true;

@@ -12,12 +12,15 @@ use vibes_actors::group::{GroupConfig, GroupSpec, GroupState};
 use vibes_actors::supervisor::{ControlError, Supervisor, SupervisorArgs, SupervisorHandle};
 use vibes_iggy::{EventLog, LogOptions, SeekTo};
 
-use crate::support::{Script, TestLog, fast_group, fill, happens_within, wait_for};
+use vibes_actors::WriterError;
+
+use crate::support::{Script, TestLog, events, fast_group, fill, happens_within, wait_for};
 
 async fn start(log: &TestLog, groups: Vec<GroupSpec>) -> SupervisorHandle {
     let (supervisor, _join) = Supervisor::start(SupervisorArgs {
         log: log.opened(),
         groups,
+        writer: vibes_actors::LogWriterConfig::default(),
     })
     .await
     .unwrap();
@@ -330,16 +333,34 @@ async fn shutdown_commits_what_was_handled_and_a_restart_resumes_there() {
     fill(&*test_log.log, 1000).await;
     let script = Arc::new(Script::default());
     let supervisor = start(&test_log, vec![fast_group("g", &script)]).await;
-    // Appends go on while it shuts down.
-    let log = test_log.log.clone();
-    let producer = tokio::spawn(async move {
-        for _ in 0..50 {
-            fill(&*log, 20).await;
-        }
-    });
+    // Producers go on appending through the LogWriter while it shuts down.
+    let producers: Vec<_> = (0..8)
+        .map(|_| {
+            let writer = supervisor.writer().clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for event in events(500) {
+                    match writer.append(event.clone()).await {
+                        Ok(offset) => acknowledged.push((offset, event)),
+                        Err(WriterError::Stopped) => break,
+                        Err(WriterError::Busy { .. }) => {}
+                        Err(err) => panic!("append failed: {err}"),
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
     wait_for("some progress", || async { script.total_seen() > 100 }).await;
     supervisor.shutdown().await.unwrap();
-    producer.await.unwrap();
+    let mut acknowledged = Vec::new();
+    for producer in producers {
+        acknowledged.extend(producer.await.unwrap());
+    }
+    assert!(matches!(
+        supervisor.writer().append(events(1).remove(0)).await,
+        Err(WriterError::Stopped)
+    ));
     let handled = script.seen.lock().unwrap().keys().max().copied().unwrap();
     drop(test_log);
 
@@ -353,7 +374,20 @@ async fn shutdown_commits_what_was_handled_and_a_restart_resumes_there() {
         Some(handled),
         "every handled event is committed"
     );
-    assert_eq!(log.high_water_mark().await.unwrap(), 2000);
+    let end = log.high_water_mark().await.unwrap();
+    assert_eq!(
+        end,
+        1000 + acknowledged.len() as u64,
+        "nothing but what was acknowledged"
+    );
+    for (offset, event) in &acknowledged {
+        let record = log.read(*offset, 1).await.unwrap().remove(0);
+        assert_eq!(
+            &record.event().unwrap(),
+            event,
+            "acknowledged event at {offset}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
