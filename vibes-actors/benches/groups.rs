@@ -1,0 +1,243 @@
+//! Consumer group benchmarks: figures, not pass/fail.
+//!
+//! - **append → handled**: producers append through the LogWriter at a
+//!   paced 10k events/s (64 tasks) while a live group handles them; the
+//!   latency of each event from its creation to its handler call.
+//! - **panic → handling again**: a handler panics once; the time from the
+//!   panic to the restarted group's next handler call, with the default
+//!   restart policy (the first back-off is 50–100 ms).
+//!
+//! Run: `cargo bench -p vibes-actors --bench groups` (embedded backend in a
+//! temporary directory). `VIBES_BENCH_SECONDS` sets the paced run's length
+//! (default 5).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use vibes_actors::LogWriterConfig;
+use vibes_actors::group::{GroupConfig, GroupSpec, HandlerFactory};
+use vibes_actors::metrics::LatencyHistogram;
+use vibes_actors::supervisor::{Supervisor, SupervisorArgs, SupervisorHandle};
+use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
+use vibes_iggy::embedded::EmbeddedLog;
+use vibes_iggy::{LogOptions, OpenedLog, StartPosition};
+
+/// The offered load of the paced run.
+const EVENTS_PER_SEC: u64 = 10_000;
+const PRODUCERS: u64 = 64;
+/// How many panics the recovery figure is taken over.
+const PANICS: usize = 20;
+
+fn event(i: u64) -> StoredEvent {
+    StoredEvent::new(VibesEvent::UserInput {
+        session_id: format!("session-{}", i % 64),
+        content: format!("event {i} {}", "x".repeat(100)),
+        source: "bench".into(),
+    })
+}
+
+async fn supervisor(dir: &std::path::Path) -> SupervisorHandle {
+    let log = EmbeddedLog::open(dir, LogOptions::default()).expect("open the log");
+    let (supervisor, _join) = Supervisor::start(SupervisorArgs {
+        log: OpenedLog {
+            log: Arc::new(log),
+            manager: None,
+            reason: "bench".into(),
+        },
+        groups: Vec::new(),
+        writer: LogWriterConfig::default(),
+    })
+    .await
+    .expect("start the supervisor");
+    supervisor
+}
+
+/// Records how long each event took from creation to its handler.
+struct Latency(Arc<LatencyHistogram>);
+
+#[async_trait]
+impl Handler for Latency {
+    async fn handle(&mut self, batch: &[Delivery]) -> Handled {
+        let now = Utc::now();
+        for (_, stored) in batch {
+            if let Ok(age) = (now - stored.timestamp).to_std() {
+                self.0.record(age);
+            }
+        }
+        Handled::All
+    }
+}
+
+async fn append_to_handled(seconds: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let supervisor = supervisor(dir.path()).await;
+    let latency = Arc::new(LatencyHistogram::default());
+    let handler_latency = latency.clone();
+    let factory: HandlerFactory =
+        Arc::new(move || Box::new(Latency(handler_latency.clone())) as Box<dyn Handler>);
+    let mut config = GroupConfig::new("live");
+    config.start = StartPosition::End;
+    supervisor
+        .register(GroupSpec {
+            config,
+            handler: factory,
+        })
+        .await
+        .expect("register");
+
+    let append_latency = Arc::new(LatencyHistogram::default());
+    let per_producer = EVENTS_PER_SEC * seconds / PRODUCERS;
+    let period = Duration::from_secs_f64(PRODUCERS as f64 / EVENTS_PER_SEC as f64);
+    let started = Instant::now();
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|producer| {
+            let writer = supervisor.writer().clone();
+            let append_latency = append_latency.clone();
+            tokio::spawn(async move {
+                // Spread the producers over one period.
+                let offset = period.mul_f64(producer as f64 / PRODUCERS as f64);
+                let mut busy = 0u64;
+                for i in 0..per_producer {
+                    let due = started + offset + period.mul_f64(i as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                    let sent = Instant::now();
+                    match writer.append(event(i)).await {
+                        Ok(_) => append_latency.record(sent.elapsed()),
+                        Err(_) => busy += 1,
+                    }
+                }
+                busy
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for producer in producers {
+        refused += producer.await.expect("producer");
+    }
+    let offered = per_producer * PRODUCERS;
+    let elapsed = started.elapsed();
+    // Wait until the group has handled everything appended.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latency.summary().count < offered - refused && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let appended = append_latency.summary();
+    let handled = latency.summary();
+    println!(
+        "offered {offered} events in {:.1} s ({:.0} ev/s achieved), {refused} refused busy",
+        elapsed.as_secs_f64(),
+        (offered - refused) as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "| append latency (durable)   | p50 {:>7.2} ms | p99 {:>7.2} ms | max {:>7.2} ms |",
+        ms(appended.p50_us),
+        ms(appended.p99_us),
+        ms(appended.max_us)
+    );
+    println!(
+        "| append → handled (live)    | p50 {:>7.2} ms | p99 {:>7.2} ms | max {:>7.2} ms |",
+        ms(handled.p50_us),
+        ms(handled.p99_us),
+        ms(handled.max_us)
+    );
+    let writer = supervisor.writer().snapshot();
+    println!(
+        "writer: {} group commits, batch size p50 {} p99 {} max {}",
+        writer.group_commits, writer.batch_size.p50, writer.batch_size.p99, writer.batch_size.max
+    );
+    supervisor.shutdown().await.expect("shutdown");
+}
+
+/// Panics once, at its first event, and notes when.
+struct PanicOnce {
+    panicked_at: Arc<Mutex<Option<Instant>>>,
+    recovered: Arc<LatencyHistogram>,
+}
+
+#[async_trait]
+impl Handler for PanicOnce {
+    async fn handle(&mut self, _batch: &[Delivery]) -> Handled {
+        let panicked = self
+            .panicked_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(Instant::now());
+        match panicked {
+            None => panic!("bench: injected panic"),
+            Some(at) => {
+                self.recovered.record(at.elapsed());
+                Handled::All
+            }
+        }
+    }
+}
+
+async fn panic_to_handling() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let supervisor = supervisor(dir.path()).await;
+    supervisor.writer().append(event(0)).await.expect("append");
+    let recovered = Arc::new(LatencyHistogram::default());
+    // A new group each time: each measures a first restart.
+    for i in 0..PANICS {
+        let panicked_at = Arc::new(Mutex::new(None));
+        let (at, done) = (panicked_at.clone(), recovered.clone());
+        let factory: HandlerFactory = Arc::new(move || {
+            Box::new(PanicOnce {
+                panicked_at: at.clone(),
+                recovered: done.clone(),
+            }) as Box<dyn Handler>
+        });
+        supervisor
+            .register(GroupSpec {
+                config: GroupConfig::new(format!("panics-{i}")),
+                handler: factory,
+            })
+            .await
+            .expect("register");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while recovered.summary().count < i as u64 + 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let summary = recovered.summary();
+    println!(
+        "| panic → handling again     | p50 {:>7.2} ms | p99 {:>7.2} ms | max {:>7.2} ms | ({} panics, first restart each)",
+        ms(summary.p50_us),
+        ms(summary.p99_us),
+        ms(summary.max_us),
+        summary.count
+    );
+    supervisor.shutdown().await.expect("shutdown");
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+fn main() {
+    // The injected panics are expected; keep them out of the report.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let injected = info
+            .payload()
+            .downcast_ref::<&str>()
+            .is_some_and(|message| message.starts_with("bench: injected"));
+        if !injected {
+            default(info);
+        }
+    }));
+    let seconds = std::env::var("VIBES_BENCH_SECONDS")
+        .ok()
+        .map(|s| s.parse().expect("VIBES_BENCH_SECONDS is a number"))
+        .unwrap_or(5);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        append_to_handled(seconds).await;
+        panic_to_handling().await;
+    });
+}
