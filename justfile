@@ -14,9 +14,9 @@ test:
 test-iggy SERVER:
     VIBES_IGGY_SERVER={{SERVER}} cargo test --workspace --locked
 
-# Throughput figures per backend next to the raw backend (docs/benchmarks.md).
+# Throughput and latency figures (docs/benchmarks.md).
 bench:
-    cargo bench -p vibes-iggy --bench log
+    cargo bench --workspace
 
 # Formatting and lints, as warnings-are-errors.
 lint:
