@@ -3,13 +3,20 @@
 //!
 //! Producers hold a [`LogWriterHandle`]. The handle admits a batch only while
 //! fewer than [`LogWriterConfig::max_queued_events`] events are queued or in
-//! flight (ractor mailboxes are unbounded, so the bound lives here) and
-//! answers [`WriterError::Busy`] at once otherwise. An admitted batch is sent
-//! to the actor as [`LogWriterMsg::Append`]; the actor queues it and, if no
-//! write is scheduled, casts itself [`LogWriterMsg::Flush`]. That flush lands
-//! behind every append already in the mailbox, so it writes all of them in
-//! one [`EventLog::append_batch`], and each producer gets its own sub-range
-//! back once the write returned, that is once it is durable.
+//! flight, and answers [`WriterError::Busy`] at once otherwise. An admitted
+//! batch goes into the writer's queue, a bounded queue the handles and the
+//! actor share (ractor mailboxes are unbounded, so appends do not travel as
+//! messages), and if no write is scheduled the handle casts the actor
+//! [`LogWriterMsg::Flush`]. Each flush writes everything queued when it
+//! starts, up to the group-commit bounds, as one [`EventLog::append_batch`],
+//! so whatever arrives during a write goes into the next one; each producer
+//! gets its own sub-range back once the write returned, that is once it is
+//! durable. One message per group commit, not one per append, keeps the
+//! writer's own cost per event low.
+//!
+//! [`LogWriterHandle::drain`] closes the queue (later appends get
+//! [`WriterError::Stopped`]), writes everything admitted before, answers
+//! every producer, and stops the writer: the Supervisor's shutdown step.
 //!
 //! Failures are never acknowledged:
 //!
@@ -23,16 +30,16 @@
 //!   it (with the index within that batch) and writes the others again as
 //!   one group commit: one bad producer never fails the rest.
 
+use std::collections::VecDeque;
 use std::io;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use hdrhistogram::Histogram;
 use ractor::concurrency::JoinHandle;
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use serde::{Deserialize, Serialize};
 use vibes_core::StoredEvent;
@@ -152,14 +159,13 @@ pub struct LogWriter {
     config: LogWriterConfig,
 }
 
-/// What the writer is sent. Producers use [`LogWriterHandle`], which bounds
-/// the queue; [`AppendRequest`] can only be built there.
+/// What the writer is sent. Appends do not travel as messages: producers
+/// put them in the queue through [`LogWriterHandle`], which bounds it.
 #[derive(Debug)]
 pub enum LogWriterMsg {
-    /// A producer batch to write; replied to once it is durable or failed.
-    Append(AppendRequest),
-    /// Write what is queued, one group commit per message; the writer casts
-    /// this to itself, behind the appends already in its mailbox.
+    /// Write one group commit from the queue. Cast by the handle that finds
+    /// no flush scheduled, and by the writer to itself while the queue is not
+    /// empty, so a backlog is written one bounded step per message.
     Flush,
     /// Stop taking appends, write everything queued, reply, then stop. For
     /// shutdown; [`LogWriterHandle::drain`] sends it.
@@ -168,7 +174,7 @@ pub enum LogWriterMsg {
 
 /// One producer batch on its way to the log, with where to send its offsets.
 #[derive(Debug)]
-pub struct AppendRequest {
+struct AppendRequest {
     events: Vec<StoredEvent>,
     /// The events' total encoded size, measured by the producer's task.
     bytes: usize,
@@ -196,7 +202,7 @@ impl AppendRequest {
 pub struct LogWriterArgs {
     /// The log every group commit goes to; shared with the Supervisor.
     log: Arc<dyn EventLog>,
-    /// The counters the handles and the writer share.
+    /// The queue and counters the handles and the writer share.
     shared: Arc<Shared>,
 }
 
@@ -206,14 +212,9 @@ pub struct LogWriterState {
     log: Arc<dyn EventLog>,
     backend: BackendKind,
     shared: Arc<Shared>,
-    /// Batches received and not yet written, oldest first.
-    pending: Vec<AppendRequest>,
-    /// Whether a [`LogWriterMsg::Flush`] is in the mailbox.
-    flush_scheduled: bool,
-    /// Whether [`LogWriterMsg::Drain`] has been handled: nothing more is taken.
-    drained: bool,
-    /// Closes the handles' admission when the state ends, however the actor
-    /// stops (drained, stopped, killed or panicked).
+    /// Closes the queue when the state ends, however the actor stops
+    /// (drained, stopped, killed or panicked), and drops what it held so its
+    /// producers hear [`WriterError::Stopped`] rather than wait forever.
     _closer: CloseOnDrop,
 }
 
@@ -243,12 +244,15 @@ impl LogWriter {
         Ok((actor, handle, join))
     }
 
-    /// Takes the oldest pending batches that fit one group commit: at least
-    /// one, so a batch over the bounds goes alone and whole.
-    fn take_group(&self, pending: &mut Vec<AppendRequest>) -> Vec<AppendRequest> {
+    /// Takes the oldest queued batches that fit one group commit: at least
+    /// one, so a batch over the bounds goes alone and whole. Empty when
+    /// nothing is queued.
+    fn take_group(&self, shared: &Shared) -> Vec<AppendRequest> {
+        let mut queue = shared.lock_queue();
         let mut events = 0;
         let mut bytes = 0;
-        let count = pending
+        let count = queue
+            .requests
             .iter()
             .take_while(|request| {
                 events += request.events.len();
@@ -257,8 +261,8 @@ impl LogWriter {
             })
             .count()
             .max(1)
-            .min(pending.len());
-        pending.drain(..count).collect()
+            .min(queue.requests.len());
+        queue.requests.drain(..count).collect()
     }
 
     /// Writes one group commit and answers each of its producers.
@@ -390,9 +394,6 @@ impl Actor for LogWriter {
             log: args.log,
             _closer: CloseOnDrop(args.shared.clone()),
             shared: args.shared,
-            pending: Vec::new(),
-            flush_scheduled: false,
-            drained: false,
         })
     }
 
@@ -403,36 +404,30 @@ impl Actor for LogWriter {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            LogWriterMsg::Append(request) => {
-                if state.drained {
-                    // Behind the Drain in the mailbox: refused, never half-taken.
-                    // (Those ahead of it are written, although the handles
-                    // stopped admitting when the drain was sent.)
-                    request.answer(Err(WriterError::Stopped));
-                    return Ok(());
-                }
-                state.pending.push(request);
-                if !state.flush_scheduled {
-                    state.flush_scheduled = true;
-                    myself.cast(LogWriterMsg::Flush)?;
-                }
-            }
             LogWriterMsg::Flush => {
-                state.flush_scheduled = false;
-                let group = self.take_group(&mut state.pending);
-                self.commit(state, group).await;
-                // One group commit per message keeps Drain from waiting
-                // behind a long backlog; the rest is the next step.
-                if !state.pending.is_empty() {
-                    state.flush_scheduled = true;
+                // Let the producers the last write just answered run first:
+                // most append again at once, and joining this group commit
+                // instead of the next one doubles its size under steady load.
+                tokio::task::yield_now().await;
+                let group = self.take_group(&state.shared);
+                if !group.is_empty() {
+                    self.commit(state, group).await;
+                }
+                // What arrived during the write is the next group commit.
+                let mut queue = state.shared.lock_queue();
+                if queue.requests.is_empty() {
+                    queue.flush_scheduled = false;
+                } else {
                     myself.cast(LogWriterMsg::Flush)?;
                 }
             }
             LogWriterMsg::Drain(reply) => {
-                state.shared.open.store(false, Ordering::Release);
-                state.drained = true;
-                while !state.pending.is_empty() {
-                    let group = self.take_group(&mut state.pending);
+                state.shared.lock_queue().open = false;
+                loop {
+                    let group = self.take_group(&state.shared);
+                    if group.is_empty() {
+                        break;
+                    }
                     self.commit(state, group).await;
                 }
                 tracing::info!("log writer drained: every queued append is written");
@@ -461,40 +456,22 @@ impl LogWriterHandle {
     }
 
     /// Appends every event or none, at contiguous offsets, and returns them
-    /// once the whole batch is durable. An empty batch returns an empty
-    /// range without a write.
+    /// once the whole batch is durable. An empty batch writes nothing and
+    /// returns an empty range.
     ///
     /// Fails at once with [`WriterError::Busy`] when the writer's queue is
     /// full, and with [`WriterError::Stopped`] once it is drained or gone.
+    /// A batch is queued by the first poll of this future; dropping the
+    /// future after that does not take it back.
     pub async fn append_batch(
         &self,
         events: Vec<StoredEvent>,
     ) -> Result<Range<Offset>, WriterError> {
         let started = Instant::now();
-        let admission = self.admit(events.len())?;
-        let bytes = events.iter().map(encoded_len).sum();
-        let call = self
-            .actor
-            .call(
-                |reply| {
-                    LogWriterMsg::Append(AppendRequest {
-                        events,
-                        bytes,
-                        reply,
-                        admission,
-                    })
-                },
-                None,
-            )
-            .await;
-        let result = match call {
-            Ok(CallResult::Success(result)) => result,
-            // Not delivered, or dropped unanswered: the writer is gone.
-            Ok(CallResult::SenderError | CallResult::Timeout) | Err(_) => {
-                self.shared.open.store(false, Ordering::Release);
-                Err(WriterError::Stopped)
-            }
-        };
+        let (reply, answer) = ractor::concurrency::oneshot();
+        self.enqueue(events, reply.into())?;
+        // A dropped reply port means the writer went away with the batch.
+        let result = answer.await.unwrap_or(Err(WriterError::Stopped));
         if result.is_ok() {
             self.shared.append_latency.record(started.elapsed());
         }
@@ -505,21 +482,21 @@ impl LogWriterHandle {
     /// failed) and answered, and stops the writer. Appends after this get
     /// [`WriterError::Stopped`]. Draining a stopped writer does nothing.
     pub async fn drain(&self) {
-        self.shared.open.store(false, Ordering::Release);
-        // An error means the writer is already gone, with nothing to write.
+        self.shared.lock_queue().open = false;
+        // An error means the writer is already gone, and with it the queue.
         let _ = self.actor.call(LogWriterMsg::Drain, None).await;
     }
 
     /// Whether the writer still takes appends.
     pub fn is_open(&self) -> bool {
-        self.shared.open.load(Ordering::Acquire)
+        self.shared.lock_queue().open
     }
 
     /// The writer's counters, read without a message to the actor.
     pub fn snapshot(&self) -> WriterSnapshot {
         let shared = &self.shared;
         WriterSnapshot {
-            open: shared.open.load(Ordering::Acquire),
+            open: shared.lock_queue().open,
             queued_events: shared.queued.load(Ordering::Acquire),
             max_queued_events: shared.bound,
             group_commits: shared.group_commits.load(Ordering::Relaxed),
@@ -531,18 +508,51 @@ impl LogWriterHandle {
         }
     }
 
-    /// Reserves room for `events` in the queue, or says why not.
-    fn admit(&self, events: usize) -> Result<Admission, WriterError> {
+    /// Admits `events` into the queue and makes sure a flush will take
+    /// them, or says why not.
+    fn enqueue(
+        &self,
+        events: Vec<StoredEvent>,
+        reply: RpcReplyPort<Result<Range<Offset>, WriterError>>,
+    ) -> Result<(), WriterError> {
         let shared = &self.shared;
-        if !shared.open.load(Ordering::Acquire) {
-            return Err(WriterError::Stopped);
-        }
-        if events > shared.bound {
+        let count = events.len();
+        if count > shared.bound {
             return Err(WriterError::BatchOverBound {
-                events,
+                events: count,
                 bound: shared.bound,
             });
         }
+        // Measured here, on the producer's task, not in the writer.
+        let bytes = events.iter().map(encoded_len).sum();
+        let mut queue = shared.lock_queue();
+        if !queue.open {
+            return Err(WriterError::Stopped);
+        }
+        let admission = self.admit(count)?;
+        queue.requests.push_back(AppendRequest {
+            events,
+            bytes,
+            reply,
+            admission,
+        });
+        if !queue.flush_scheduled {
+            if self.actor.cast(LogWriterMsg::Flush).is_err() {
+                // The writer is gone: nothing will take what is queued.
+                queue.open = false;
+                let orphans = std::mem::take(&mut queue.requests);
+                drop(queue);
+                drop(orphans);
+                return Err(WriterError::Stopped);
+            }
+            queue.flush_scheduled = true;
+        }
+        Ok(())
+    }
+
+    /// Reserves room for `events` under the bound, or answers busy.
+    fn admit(&self, events: usize) -> Result<Admission, WriterError> {
+        let shared = &self.shared;
         let reserved = shared
             .queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
@@ -599,14 +609,32 @@ impl Drop for Admission {
     }
 }
 
-/// Closes admission when the writer's state ends.
+/// Closes the queue when the writer's state ends.
 #[derive(Debug)]
 struct CloseOnDrop(Arc<Shared>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.open.store(false, Ordering::Release);
+        let mut queue = self.0.lock_queue();
+        queue.open = false;
+        let orphans = std::mem::take(&mut queue.requests);
+        drop(queue);
+        // Dropping their reply ports tells each producer the writer stopped.
+        drop(orphans);
     }
+}
+
+/// The appends waiting for the writer, and whether it takes more.
+#[derive(Debug)]
+struct Queue {
+    /// Whether appends are taken: false from the start of a drain, or once
+    /// the writer is gone.
+    open: bool,
+    /// Admitted batches not yet taken by a flush, oldest first.
+    requests: VecDeque<AppendRequest>,
+    /// Whether a [`LogWriterMsg::Flush`] is in the mailbox or running; the
+    /// writer clears it when a flush finds the queue empty.
+    flush_scheduled: bool,
 }
 
 /// What the handles and the writer share. Lives as long as the last handle
@@ -617,9 +645,8 @@ struct Shared {
     bound: usize,
     /// [`LogWriterConfig::busy_retry_after`].
     busy_retry_after: Duration,
-    /// Whether appends are taken: false from the start of a drain, or once
-    /// the writer is gone.
-    open: AtomicBool,
+    /// The appends waiting for the writer. Held only to push or take.
+    queue: Mutex<Queue>,
     /// Events admitted and not yet answered.
     queued: AtomicUsize,
     group_commits: AtomicU64,
@@ -635,7 +662,11 @@ impl Shared {
         Self {
             bound: config.max_queued_events,
             busy_retry_after: config.busy_retry_after,
-            open: AtomicBool::new(true),
+            queue: Mutex::new(Queue {
+                open: true,
+                requests: VecDeque::new(),
+                flush_scheduled: false,
+            }),
             queued: AtomicUsize::new(0),
             group_commits: AtomicU64::new(0),
             events_written: AtomicU64::new(0),
@@ -644,6 +675,12 @@ impl Shared {
             batch_sizes: CountHistogram::default(),
             append_latency: LatencyHistogram::default(),
         }
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        // Each critical section is one push, one take or one flag, so the
+        // queue is consistent even after a panic elsewhere.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
