@@ -58,9 +58,12 @@ impl LatencyHistogram {
 /// A histogram's summary; all times in microseconds (0 when empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LatencySummary {
+    /// How many durations were recorded.
     pub count: u64,
+    /// The median.
     pub p50_us: u64,
     pub p90_us: u64,
     pub p99_us: u64,
+    /// The longest.
     pub max_us: u64,
 }

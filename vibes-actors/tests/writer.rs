@@ -75,6 +75,24 @@ on_every_backend!(
     appends_after_the_writer_stopped_are_refused,
 );
 
+/// The Iggy log of the running Iggy test (a `fn` backend cannot capture it).
+static IGGY: std::sync::OnceLock<Arc<dyn EventLog>> = std::sync::OnceLock::new();
+
+/// 64 producers through the LogWriter onto a real iggy-server, when
+/// `VIBES_IGGY_SERVER` names one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iggy_concurrent_producers_get_dense_offsets() {
+    let Some(server) = crate::support::TestLog::iggy().await else {
+        return;
+    };
+    let _ = IGGY.set(server.log.clone());
+    concurrent_producers_get_dense_offsets_in_few_commits(|_| Backend {
+        log: IGGY.get().cloned().unwrap(),
+        _dir: None,
+    })
+    .await;
+}
+
 fn event(n: usize) -> StoredEvent {
     StoredEvent::new(VibesEvent::UserInput {
         session_id: format!("s{}", n % 7),

@@ -199,10 +199,11 @@ const PARALLEL_ENCODE_MIN: usize = 256;
 /// is large enough to pay for it: encoding is a third of the cost of a
 /// durable append of small events, and needs no lock.
 pub(crate) fn encode_batch(events: &[StoredEvent]) -> Vec<Vec<u8>> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(events.len() / PARALLEL_ENCODE_MIN)
-        .max(1);
+    // Asked once: the answer reads cgroup files, which costs more than
+    // encoding a small batch.
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let threads = cores.min(events.len() / PARALLEL_ENCODE_MIN).max(1);
     if threads == 1 {
         return events.iter().map(StoredEvent::encode).collect();
     }
