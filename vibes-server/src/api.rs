@@ -1,0 +1,39 @@
+//! The HTTP API: one router built from each area's routes.
+//!
+//! - `events.rs`: appending (`POST /api/events`, `POST /api/hooks/claude`)
+//!   and reading (`GET /api/events`);
+//! - `control.rs`: status, health, groups and dead letters;
+//! - the built-in consumers add their own routes (firehose, sessions,
+//!   search).
+//!
+//! Bound to anything but loopback, every route but `/healthz` needs
+//! `Authorization: Bearer <token>` (`auth.rs`).
+
+mod auth;
+mod control;
+mod events;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::state::AppState;
+
+pub use events::frame;
+
+/// The whole API, used by the daemon and by tests alike.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .merge(events::router())
+        .merge(control::router())
+        .merge(crate::consumers::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .fallback(|| async {
+            crate::error::ApiError::not_found("no_such_route", "no such route; see docs/api.md")
+        })
+        .with_state(state)
+}

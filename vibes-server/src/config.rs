@@ -1,0 +1,305 @@
+//! vibesd's configuration: a TOML file, overridden by `VIBESD_*`
+//! environment variables and command-line flags (see `cli.rs`).
+//!
+//! Every section is optional; with no file at all vibesd runs on
+//! 127.0.0.1:7432 with its data in the XDG data directory. An unknown key or
+//! a bad value stops start-up with a message that names it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vibes_actors::LogWriterConfig;
+use vibes_actors::group::GroupConfig;
+use vibes_iggy::iggy::IggyConfig;
+use vibes_iggy::{BackendChoice, BackendConfig, LogOptions, StartPosition};
+
+/// The address vibesd listens on unless configured otherwise.
+pub const DEFAULT_BIND: &str = "127.0.0.1:7432";
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML parser's message names the key and line.
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("invalid {what}: {message}")]
+    Value { what: String, message: String },
+    #[error(
+        "no data directory: neither STATE_DIRECTORY, XDG_DATA_HOME nor HOME is set; \
+         pass --data-dir or set data_dir in the config"
+    )]
+    NoDataDir,
+}
+
+/// The whole configuration, as the file spells it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The address the API listens on. Anything but loopback requires a
+    /// bearer token on every route but `/healthz`.
+    pub bind: SocketAddr,
+    /// Where the log and everything vibesd keeps live.
+    pub data_dir: Option<PathBuf>,
+    /// `auto`, `iggy`, `embedded` or `memory`.
+    #[serde(deserialize_with = "from_str")]
+    pub backend: BackendChoice,
+    /// The bearer token; generated at first start when vibesd listens on a
+    /// non-loopback address and none is given.
+    pub token: Option<String>,
+    pub limits: Limits,
+    pub iggy: IggySection,
+    /// Per built-in group settings, by group name.
+    pub groups: BTreeMap<String, GroupSection>,
+    pub webhooks: Vec<Webhook>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: DEFAULT_BIND
+                .parse()
+                .unwrap_or_else(|err| unreachable!("the default address parses: {err}")),
+            data_dir: None,
+            backend: BackendChoice::Auto,
+            token: None,
+            limits: Limits::default(),
+            iggy: IggySection::default(),
+            groups: BTreeMap::new(),
+            webhooks: Vec::new(),
+        }
+    }
+}
+
+/// Sizes and bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The largest encoded event the log takes.
+    pub max_event_bytes: usize,
+    /// The largest request body the API reads.
+    pub max_body_bytes: usize,
+    /// Events queued for the LogWriter before producers get "busy".
+    pub max_queued_events: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_event_bytes: vibes_iggy::DEFAULT_MAX_EVENT_BYTES,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_queued_events: LogWriterConfig::default().max_queued_events,
+        }
+    }
+}
+
+/// How to reach Iggy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IggySection {
+    /// An external server's `host:port`; when set, vibesd manages none.
+    pub address: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The `iggy-server` binary to manage; else it is looked up on `PATH`.
+    pub server_binary: Option<PathBuf>,
+    /// The managed server's TCP port (0: any free one).
+    pub tcp_port: u16,
+}
+
+/// Settings of one consumer group.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSection {
+    pub batch_size: Option<usize>,
+    pub poll_timeout_ms: Option<u64>,
+    pub max_attempts: Option<u32>,
+    /// Leave the group out entirely.
+    pub disabled: bool,
+}
+
+/// A webhook the `notifications` group posts to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    /// Which notifications it gets (`permission_request`, `notification`,
+    /// `waiting_for_input`); empty: all of them.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// `json` (default) or `text` (ntfy-style plain body).
+    #[serde(default = "json_format")]
+    pub format: String,
+}
+
+fn json_format() -> String {
+    "json".into()
+}
+
+fn from_str<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error only if `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(err) if !required && err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses the TOML of a config file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|err| err.to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for name in self.groups.keys() {
+            if !crate::consumers::BUILT_IN.contains(&name.as_str()) {
+                return Err(format!(
+                    "unknown group {name:?} in [groups]: the built-in groups are {}",
+                    crate::consumers::BUILT_IN.join(", ")
+                ));
+            }
+        }
+        for webhook in &self.webhooks {
+            if !webhook.url.starts_with("http://") && !webhook.url.starts_with("https://") {
+                return Err(format!(
+                    "webhook url {:?} must start with http:// or https://",
+                    webhook.url
+                ));
+            }
+            if !matches!(webhook.format.as_str(), "json" | "text") {
+                return Err(format!(
+                    "webhook format {:?} must be \"json\" or \"text\"",
+                    webhook.format
+                ));
+            }
+        }
+        if self.token.as_deref().is_some_and(str::is_empty) {
+            return Err("token must not be empty".into());
+        }
+        Ok(())
+    }
+
+    /// The data directory: configured, else `$STATE_DIRECTORY` (systemd),
+    /// else the XDG data directory.
+    pub fn data_dir(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        if let Some(state) = std::env::var_os("STATE_DIRECTORY").filter(|dir| !dir.is_empty()) {
+            // systemd may pass several, colon-separated; the first is ours.
+            let first = state
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            return Ok(first);
+        }
+        vibes_core::default_data_dir().ok_or(ConfigError::NoDataDir)
+    }
+
+    /// How the log is opened.
+    pub fn backend_config(&self, data_dir: &Path) -> BackendConfig {
+        BackendConfig {
+            backend: self.backend,
+            data_dir: data_dir.to_owned(),
+            options: LogOptions {
+                max_event_bytes: self.limits.max_event_bytes,
+            },
+            iggy: IggyConfig {
+                address: self.iggy.address.clone(),
+                username: self.iggy.username.clone(),
+                password: self.iggy.password.clone(),
+                server_binary: self.iggy.server_binary.clone(),
+                tcp_port: self.iggy.tcp_port,
+                server_env: Vec::new(),
+            },
+        }
+    }
+
+    /// The LogWriter's settings.
+    pub fn writer_config(&self) -> LogWriterConfig {
+        LogWriterConfig {
+            max_queued_events: self.limits.max_queued_events,
+            ..LogWriterConfig::default()
+        }
+    }
+
+    /// A built-in group's settings, with this config's overrides; `None`
+    /// if it is disabled.
+    pub fn group(&self, name: &str, start: StartPosition) -> Option<GroupConfig> {
+        let section = self.groups.get(name).cloned().unwrap_or_default();
+        if section.disabled {
+            return None;
+        }
+        let mut config = GroupConfig::new(name);
+        config.start = start;
+        if let Some(batch_size) = section.batch_size {
+            config.batch_size = batch_size.max(1);
+        }
+        if let Some(ms) = section.poll_timeout_ms {
+            config.poll_timeout = Duration::from_millis(ms);
+        }
+        if let Some(attempts) = section.max_attempts {
+            config.max_attempts = attempts.max(1);
+        }
+        Some(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_is_the_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.bind.to_string(), DEFAULT_BIND);
+        assert_eq!(config.backend, BackendChoice::Auto);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::parse("bnd = \"x\"").unwrap_err();
+        assert!(err.contains("bnd"), "{err}");
+        let err = Config::parse("backend = \"postgres\"").unwrap_err();
+        assert!(err.contains("postgres"), "{err}");
+        let err = Config::parse("bind = \"nowhere\"").unwrap_err();
+        assert!(err.contains("bind"), "{err}");
+        let err = Config::parse("[groups.nope]\nbatch_size = 5").unwrap_err();
+        assert!(err.contains("nope"), "{err}");
+        let err = Config::parse("[[webhooks]]\nurl = \"ftp://x\"").unwrap_err();
+        assert!(err.contains("ftp://x"), "{err}");
+    }
+}

@@ -1,0 +1,55 @@
+//! What every request handler can reach.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use vibes_actors::LogWriterHandle;
+use vibes_actors::supervisor::SupervisorHandle;
+use vibes_iggy::EventLog;
+
+use crate::config::Config;
+use crate::consumers::Services;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub supervisor: SupervisorHandle,
+    /// For reads (history pages, firehose catch-up); appends go through
+    /// [`AppState::writer`].
+    pub log: Arc<dyn EventLog>,
+    pub writer: LogWriterHandle,
+    pub config: Arc<Config>,
+    /// The bearer token every route but `/healthz` requires, when set.
+    pub token: Option<Arc<str>>,
+    pub backend: BackendInfo,
+    pub started: Instant,
+    /// What the built-in consumers share with the API.
+    pub services: Services,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which backend runs, for `/api/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendInfo {
+    /// `embedded`, `iggy` or `memory`.
+    pub kind: String,
+    pub reason: String,
+    /// Set when the backend is Iggy.
+    pub iggy: Option<IggyInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IggyInfo {
+    /// The server's TCP address.
+    pub address: String,
+    /// Whether vibesd runs the server itself.
+    pub managed: bool,
+}

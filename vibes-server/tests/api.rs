@@ -1,0 +1,117 @@
+//! The HTTP API of a real `vibesd`: appends, reads, control, and every bad
+//! input answered with its 4xx and nothing written.
+
+use serde_json::{Value, json};
+
+use crate::support::{Daemon, user_input};
+
+#[tokio::test]
+async fn an_appended_event_is_durable_and_readable() {
+    let daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    let (status, body) = client.get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = client.get("/api/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["backend"], "embedded");
+    assert_eq!(body["high_water_mark"], 0);
+    assert!(body["iggy"].is_null());
+
+    let (status, body) = client.post("/api/events", &user_input("s1", "hello")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["offsets"], json!([0]));
+    let batch = json!([user_input("s1", "a"), user_input("s1", "b")]);
+    let (status, body) = client.post("/api/events", &batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["offsets"], json!([1, 2]));
+
+    let (status, page) = client.get("/api/events?from=1&limit=10").await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["offset"], 1);
+    assert_eq!(events[0]["event"]["content"], "a");
+    assert!(events[0]["event_id"].is_string() && events[0]["timestamp"].is_string());
+    assert_eq!(page["next"], Value::Null);
+    let (_, page) = client.get("/api/events?from=0&limit=1").await;
+    assert_eq!(page["next"], 1);
+}
+
+#[tokio::test]
+async fn a_claude_code_hook_is_stored_with_the_events_it_implies() {
+    let daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    let payload = json!({
+        "session_id": "abc", "hook_event_name": "UserPromptSubmit",
+        "prompt": "fix the tests", "cwd": "/src", "transcript_path": "/t.jsonl",
+        "some_future_field": {"kept": true}
+    });
+    let (status, body) = client.post("/api/hooks/claude", &payload).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["offsets"], json!([0, 1]));
+    let (_, page) = client.get("/api/events?from=0").await;
+    let hook = &page["events"][0]["event"];
+    assert_eq!(hook["type"], "hook");
+    assert_eq!(hook["session_id"], "abc");
+    assert_eq!(hook["event"]["some_future_field"], json!({"kept": true}));
+    let input = &page["events"][1]["event"];
+    assert_eq!(input["type"], "user_input");
+    assert_eq!(input["content"], "fix the tests");
+    assert_eq!(input["source"], "hook");
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_own_error_and_writes_nothing() {
+    let daemon = Daemon::start(&["--token", "ignored-on-loopback-unless-set"]);
+    let client = daemon.client().with_token("ignored-on-loopback-unless-set");
+    client.post("/api/events", &user_input("s", "x")).await;
+    let before = client.high_water_mark().await;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("/api/events", b"{not json".to_vec(), 400, "malformed_json"),
+        ("/api/events", b"[]".to_vec(), 400, "empty_batch"),
+        ("/api/events", b"42".to_vec(), 400, "invalid_event"),
+        ("/api/events", br#"{"session_id":"s"}"#.to_vec(), 400, "invalid_event"),
+        ("/api/events", br#"{"type":"teleport","session_id":"s"}"#.to_vec(), 400, "unknown_event_type"),
+        ("/api/events", br#"{"type":"dead_letter","group":"g","offset":0,"error":"e","attempts":1}"#.to_vec(), 400, "unknown_event_type"),
+        ("/api/events", br#"{"type":"user_input","session_id":"s","source":"x"}"#.to_vec(), 400, "invalid_event"),
+        ("/api/events", br#"{"type":"user_input","session_id":5,"content":"c","source":"x"}"#.to_vec(), 400, "invalid_event"),
+        ("/api/events", br#"[{"type":"user_input","session_id":"s","content":"ok","source":"x"},{"type":"nope"}]"#.to_vec(), 400, "unknown_event_type"),
+        ("/api/events", br#"{"type":"claude","session_id":"s","event":{"type":"warp"}}"#.to_vec(), 400, "unknown_event_type"),
+        ("/api/events", vec![b' '; 5 * 1024 * 1024], 413, "body_too_large"),
+        ("/api/hooks/claude", br#"{"hook_event_name":"Stop"}"#.to_vec(), 400, "invalid_hook"),
+        ("/api/hooks/claude", br#"{"session_id":"s"}"#.to_vec(), 400, "invalid_hook"),
+        ("/api/hooks/claude", b"[1]".to_vec(), 400, "invalid_hook"),
+        ("/api/groups/nope/pause", b"".to_vec(), 404, "unknown_group"),
+        ("/api/groups/nope/seek", br#"{"to":"beginning"}"#.to_vec(), 404, "unknown_group"),
+        ("/api/dead-letters/nope/1/skip", b"".to_vec(), 404, "unknown_group"),
+        ("/api/dead-letters/nope/x/skip", b"".to_vec(), 400, "invalid_offset"),
+    ];
+    for (path, body, status, error) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+        let (got, answer) = client.post_raw(path, body).await;
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(error)),
+            "{path} {shown}: {answer}"
+        );
+        assert!(
+            answer["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{answer}"
+        );
+    }
+    let (status, answer) = client.get("/api/events?from=99").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("offset_out_of_range"))
+    );
+    let (status, answer) = client.get("/api/events?from=-1").await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    assert_eq!(
+        client.high_water_mark().await,
+        before,
+        "nothing was written"
+    );
+}

@@ -1,0 +1,190 @@
+//! vibesd as a process: kill -9 under load, SIGTERM, the token beyond
+//! loopback, and configuration errors.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use crate::support::{Daemon, user_input, wait_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_acknowledged_event() {
+    let mut daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    let acknowledged: Arc<Mutex<HashMap<u64, String>>> = Arc::default();
+    let producers: Vec<_> = (0..8)
+        .map(|producer| {
+            let client = client.clone();
+            let acknowledged = acknowledged.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let content = format!("p{producer}-{i}");
+                    let request = client
+                        .http
+                        .post(format!("{}/api/events", client.url))
+                        .json(&user_input("load", &content))
+                        .send()
+                        .await;
+                    // Once vibesd is killed, requests fail: stop there.
+                    let Ok(response) = request else { break };
+                    let Ok(body) = response.json::<Value>().await else {
+                        break;
+                    };
+                    if let Some(offset) = body["offsets"][0].as_u64() {
+                        acknowledged.lock().unwrap().insert(offset, content);
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("a few hundred acknowledged appends", || async {
+        acknowledged.lock().unwrap().len() > 300
+    })
+    .await;
+    daemon.kill9();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+
+    daemon.restart();
+    let client = daemon.client();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let end = client.high_water_mark().await;
+    let mut stored = HashMap::new();
+    let mut from = 0;
+    while from < end {
+        let (_, page) = client
+            .get(&format!("/api/events?from={from}&limit=1000"))
+            .await;
+        for frame in page["events"].as_array().unwrap() {
+            let offset = frame["offset"].as_u64().unwrap();
+            stored.insert(
+                offset,
+                frame["event"]["content"].as_str().unwrap().to_owned(),
+            );
+            from = offset + 1;
+        }
+    }
+    for (offset, content) in &acknowledged {
+        assert_eq!(
+            stored.get(offset),
+            Some(content),
+            "acknowledged offset {offset}"
+        );
+    }
+    // And the restarted daemon takes appends again.
+    let (status, _) = client.post("/api/events", &user_input("s", "after")).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_with_exit_code_0() {
+    let mut daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    let (status, _) = client.post("/api/events", &user_input("s", "x")).await;
+    assert_eq!(status, 200);
+    let status = daemon.sigterm();
+    assert!(status.success(), "{status:?}\n{}", daemon.logs());
+    assert!(
+        daemon.logs().contains("vibesd stopped"),
+        "{}",
+        daemon.logs()
+    );
+    daemon.restart();
+    assert_eq!(daemon.client().high_water_mark().await, 1);
+}
+
+#[tokio::test]
+async fn beyond_loopback_every_route_but_healthz_needs_the_token() {
+    let daemon = Daemon::start(&["--bind", "0.0.0.0:0"]);
+    let token = std::fs::read_to_string(daemon.path("token")).unwrap();
+    assert!(token.len() >= 32);
+    let mode = std::fs::metadata(daemon.path("token")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    let client = daemon.client();
+    assert_eq!(client.get("/healthz").await.0, 200);
+    let (status, body) = client.get("/api/status").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("missing_token"))
+    );
+    let (status, body) = client.clone().with_token("wrong").get("/api/status").await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("wrong_token")));
+    let (status, body) = client
+        .clone()
+        .with_token("wrong")
+        .post("/api/events", &user_input("s", "x"))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    let client = client.with_token(&token);
+    assert_eq!(client.get("/api/status").await.0, 200);
+    assert_eq!(
+        client.high_water_mark().await,
+        0,
+        "the refused append wrote nothing"
+    );
+    let (status, body) = client
+        .post("/api/events", &json!([user_input("s", "x")]))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_bad_config_stops_start_up_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vibesd.toml");
+    std::fs::write(&config, "bind = \"127.0.0.1:0\"\nbakend = \"embedded\"\n").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vibesd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bakend"), "{stderr}");
+    assert!(
+        !dir.path().join("events.sqlite").exists(),
+        "nothing was opened"
+    );
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vibesd"))
+        .args(["--backend", "postgres", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("postgres") && stderr.contains("embedded"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_hook_command_never_fails_the_session() {
+    // No daemon on this port: one line on stderr, exit 0, quickly.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vibesd"))
+        .args(["hook", "--bind", "127.0.0.1:9"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"session_id":"s","hook_event_name":"Stop"}"#)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("not recorded"), "{stderr}");
+}

@@ -1,0 +1,230 @@
+//! Runs the real `vibesd` binary for black-box tests: on port 0, with a
+//! temporary data directory, stopped with real signals.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long any condition may take before a test fails.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `vibesd serve`.
+pub(crate) struct Daemon {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`.
+    pub(crate) url: String,
+    pub(crate) data_dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    args: Vec<String>,
+    /// Every line vibesd wrote on stderr so far (filled by a thread).
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    /// Starts vibesd on the embedded store in a fresh data directory, with
+    /// `args` added to its command line.
+    pub(crate) fn start(args: &[&str]) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let mut daemon = Self {
+            child: None,
+            url: String::new(),
+            data_dir: temp.path().to_owned(),
+            _temp: Some(temp),
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            logs: Default::default(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts it again on the same data directory (after a stop or kill).
+    pub(crate) fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop it first");
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vibesd"));
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(&self.args)
+            // Nothing from the environment of the test run leaks in.
+            .env_remove("VIBESD_CONFIG")
+            .env_remove("VIBESD_TOKEN")
+            .env("XDG_CONFIG_HOME", self.data_dir.join("no-config"))
+            .env("VIBESD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if !self.args.iter().any(|arg| arg == "--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
+        if !self.args.iter().any(|arg| arg == "--backend") {
+            command.args(["--backend", "embedded"]);
+        }
+        let mut child = command.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (found, listening) = mpsc::channel();
+        let logs = self.logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("listening on http://") {
+                    let url = line[at + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = found.send(url);
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+        match listening.recv_timeout(DEADLINE) {
+            Ok(url) => self.url = url,
+            Err(_) => panic!("vibesd did not start:\n{}", self.logs()),
+        }
+        self.child = Some(child);
+    }
+
+    pub(crate) fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// SIGKILL, and wait for it to be gone.
+    pub(crate) fn kill9(&mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, and its exit status.
+    pub(crate) fn sigterm(&mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        // SAFETY-free: a plain kill(2) of our own child.
+        let pid = child.id() as libc::pid_t;
+        assert_eq!(unsafe_kill(pid, libc::SIGTERM), 0);
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "vibesd did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
+        self.data_dir.join(relative)
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: self.url.clone(),
+            token: None,
+        }
+    }
+}
+
+#[allow(unsafe_code)]
+fn unsafe_kill(pid: libc::pid_t, signal: libc::c_int) -> libc::c_int {
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe { libc::kill(pid, signal) }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A plain HTTP client of one daemon.
+#[derive(Clone)]
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) url: String,
+    pub(crate) token: Option<String>,
+}
+
+impl Client {
+    pub(crate) fn with_token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// GET `path`: status and JSON body.
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .auth(self.http.get(format!("{}{path}", self.url)))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST raw bytes as JSON: status and JSON body.
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let response = self
+            .auth(self.http.post(format!("{}{path}", self.url)))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, serde_json::to_vec(body).unwrap()).await
+    }
+
+    pub(crate) async fn high_water_mark(&self) -> u64 {
+        let (status, body) = self.get("/api/status").await;
+        assert_eq!(status, 200, "{body}");
+        body["high_water_mark"].as_u64().unwrap()
+    }
+}
+
+/// Waits until `condition` holds, checking every few milliseconds.
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A `user_input` event as JSON.
+pub(crate) fn user_input(session: &str, content: &str) -> Value {
+    serde_json::json!({
+        "type": "user_input", "session_id": session, "content": content, "source": "test"
+    })
+}

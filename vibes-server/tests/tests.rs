@@ -1,0 +1,8 @@
+//! Black-box tests of the `vibesd` binary, a module per area.
+
+// A failed unwrap is a failed test, with the error in its message.
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod lifecycle;
+mod support;
