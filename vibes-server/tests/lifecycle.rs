@@ -188,3 +188,48 @@ fn the_hook_command_never_fails_the_session() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("not recorded"), "{stderr}");
 }
+
+/// vibesd on a managed iggy-server, when `VIBES_IGGY_SERVER` names one:
+/// it starts the server, appends survive a restart of vibesd, and SIGTERM
+/// stops the server too.
+#[tokio::test]
+async fn on_a_managed_iggy_server() {
+    let Some(binary) = std::env::var_os("VIBES_IGGY_SERVER").filter(|path| !path.is_empty()) else {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: vibesd on iggy (set VIBES_IGGY_SERVER to an iggy-server binary to run it)"
+        );
+        return;
+    };
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("vibesd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "backend = \"iggy\"\n[iggy]\nserver_binary = {:?}\n",
+            binary.to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let mut daemon = Daemon::start(&["--config", &config, "--backend", "iggy"]);
+    let client = daemon.client();
+    let (status, body) = client.get("/api/status").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["backend"], "iggy", "{body}");
+    assert_eq!(body["iggy"]["managed"], true, "{body}");
+    let (status, body) = client
+        .post(
+            "/api/events",
+            &json!([user_input("s", "a"), user_input("s", "b")]),
+        )
+        .await;
+    assert_eq!((status, body["offsets"].clone()), (200, json!([0, 1])));
+    assert!(daemon.sigterm().success(), "{}", daemon.logs());
+    daemon.restart();
+    let client = daemon.client();
+    assert_eq!(client.high_water_mark().await, 2);
+    let (_, page) = client.get("/api/events?from=0").await;
+    assert_eq!(page["events"][1]["event"]["content"], "b");
+}
