@@ -1,9 +1,12 @@
 # The everyday commands. Each recipe is one plain command: copy it to run it
 # without `just`.
 
-# Run the log end to end in the default data directory (embedded unless an
-# iggy-server is on PATH).
+# Run vibesd (embedded unless an iggy-server is on PATH); ARGS go to vibesd.
 run *ARGS:
+    cargo run --release --bin vibesd -- {{ARGS}}
+
+# The log library on its own: append and read back in the data directory.
+quickstart *ARGS:
     cargo run --release -p vibes-iggy --example quickstart -- {{ARGS}}
 
 # Every test (the Iggy ones skip unless VIBES_IGGY_SERVER names a binary).
