@@ -779,6 +779,11 @@ async fn forward(stream: impl AsyncRead + Unpin, output: Arc<Output>, stderr: bo
         match log_level(&line) {
             Some((level, message)) => match level {
                 "ERROR" => tracing::error!(target: "iggy_server", "{message}"),
+                // vibesd configures the server through variables, so a
+                // missing config file is expected, not a warning.
+                "WARN" if message.contains("Configuration file not found") => {
+                    tracing::debug!(target: "iggy_server", "{message}");
+                }
                 "WARN" => tracing::warn!(target: "iggy_server", "{message}"),
                 "INFO" => tracing::info!(target: "iggy_server", "{message}"),
                 "DEBUG" => tracing::debug!(target: "iggy_server", "{message}"),
