@@ -350,3 +350,23 @@ async fn a_client_too_slow_for_the_firehose_is_told_where_to_resume() {
     let frames = frames_through(&mut again, last).await;
     assert_eq!(offsets(&frames), (resume..=last).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn sigterm_stops_vibesd_with_websocket_clients_connected() {
+    let mut daemon = Daemon::start(&[]);
+    let mut firehose = connect(&daemon, "/ws/firehose").await;
+    let mut ws = connect(&daemon, "/ws").await;
+    assert_eq!(next_json(&mut ws).await["type"], "connected");
+    let status = tokio::task::spawn_blocking(move || daemon.sigterm())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Both connections end rather than hang.
+    for socket in [&mut firehose, &mut ws] {
+        let ended = timeout(DEADLINE, async {
+            while let Some(Ok(_)) = socket.next().await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "a connection outlived vibesd");
+    }
+}
