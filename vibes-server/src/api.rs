@@ -3,6 +3,8 @@
 //! - `events.rs`: appending (`POST /api/events`, `POST /api/hooks/claude`)
 //!   and reading (`GET /api/events`);
 //! - `control.rs`: status, health, groups and dead letters;
+//! - `ws.rs`: `WS /ws`, the client protocol (sessions, input, permission
+//!   answers); `origin.rs` guards every WebSocket upgrade;
 //! - the built-in consumers add their own routes (firehose, sessions,
 //!   search).
 //!
@@ -12,13 +14,16 @@
 mod auth;
 mod control;
 mod events;
+mod origin;
+mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
 use crate::state::AppState;
 
-pub use events::frame;
+pub use events::{frame, stored_frame};
+pub(crate) use origin::check as check_origin;
 
 /// The whole API, used by the daemon and by tests alike.
 pub fn app(state: AppState) -> Router {
@@ -26,6 +31,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(events::router())
         .merge(control::router())
+        .merge(ws::router())
         .merge(crate::consumers::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -89,6 +89,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Events queued for the LogWriter before producers get "busy".
     pub max_queued_events: usize,
+    /// Live events the firehose holds for a client that reads slower than
+    /// they come; a client that falls further behind is disconnected (and
+    /// told where to resume).
+    pub firehose_buffer: usize,
 }
 
 impl Default for Limits {
@@ -97,6 +101,7 @@ impl Default for Limits {
             max_event_bytes: vibes_iggy::DEFAULT_MAX_EVENT_BYTES,
             max_body_bytes: 4 * 1024 * 1024,
             max_queued_events: LogWriterConfig::default().max_queued_events,
+            firehose_buffer: 1024,
         }
     }
 }
@@ -203,6 +208,13 @@ impl Config {
                     webhook.format
                 ));
             }
+        }
+        if !(1..=1 << 20).contains(&self.limits.firehose_buffer) {
+            return Err(format!(
+                "limits.firehose_buffer {} must be between 1 and {}",
+                self.limits.firehose_buffer,
+                1 << 20
+            ));
         }
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err("token must not be empty".into());

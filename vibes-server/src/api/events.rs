@@ -228,14 +228,19 @@ struct PageQuery {
 /// or `{offset, error}` for a record that does not decode.
 pub fn frame(record: &Record) -> Value {
     match record.event() {
-        Ok(stored) => json!({
-            "offset": record.offset,
-            "event_id": stored.event_id,
-            "timestamp": stored.timestamp,
-            "event": stored.event,
-        }),
+        Ok(stored) => stored_frame(record.offset, &stored),
         Err(err) => json!({ "offset": record.offset, "error": err.to_string() }),
     }
+}
+
+/// The frame of an event already decoded: `{offset, event_id, timestamp, event}`.
+pub fn stored_frame(offset: Offset, stored: &StoredEvent) -> Value {
+    json!({
+        "offset": offset,
+        "event_id": stored.event_id,
+        "timestamp": stored.timestamp,
+        "event": stored.event,
+    })
 }
 
 async fn page(

@@ -7,6 +7,8 @@
 //! | `chat-history` | Beginning | SQLite database of sessions and messages |
 //! | `notifications` | End | configured webhooks |
 
+pub mod websocket;
+
 use vibes_actors::group::GroupSpec;
 
 use crate::config::Config;
@@ -21,7 +23,10 @@ pub const BUILT_IN: &[&str] = &[
 
 /// What the built-in consumers share with the API handlers.
 #[derive(Clone, Debug, Default)]
-pub struct Services {}
+pub struct Services {
+    /// Fed by the `websocket` group, read by `/ws/firehose` clients.
+    pub firehose: websocket::Firehose,
+}
 
 /// Why a built-in consumer could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +38,19 @@ pub struct ConsumerError {
 
 /// The built-in groups this config enables, and their shared services.
 pub fn build(
-    _config: &Config,
+    config: &Config,
     _data_dir: &std::path::Path,
 ) -> Result<(Vec<GroupSpec>, Services), ConsumerError> {
-    let specs = Vec::new();
-    let services = Services::default();
+    let mut specs = Vec::new();
+    let mut services = Services::default();
+    if let Some((spec, firehose)) = websocket::spec(config) {
+        specs.push(spec);
+        services.firehose = firehose;
+    }
     Ok((specs, services))
 }
 
 /// The routes of the built-in consumers (firehose, sessions, search).
 pub fn router() -> axum::Router<crate::state::AppState> {
-    axum::Router::new()
+    axum::Router::new().merge(websocket::router())
 }
