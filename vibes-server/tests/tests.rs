@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod history;
 mod lifecycle;
 mod support;
