@@ -129,6 +129,9 @@ pub struct GroupSection {
     pub max_attempts: Option<u32>,
     /// Leave the group out entirely.
     pub disabled: bool,
+    /// `session-collector` only: seconds without an event after which an
+    /// open session's transcript is written (default 600).
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// A webhook the `notifications` group posts to.
@@ -193,6 +196,17 @@ impl Config {
                     "unknown group {name:?} in [groups]: the built-in groups are {}",
                     crate::consumers::BUILT_IN.join(", ")
                 ));
+            }
+        }
+        for (name, section) in &self.groups {
+            match section.idle_timeout_secs {
+                Some(_) if name != "session-collector" => {
+                    return Err(format!(
+                        "idle_timeout_secs in [groups.{name}]: only session-collector has one"
+                    ));
+                }
+                Some(0) => return Err("idle_timeout_secs must be at least 1".into()),
+                _ => {}
             }
         }
         for webhook in &self.webhooks {
@@ -311,6 +325,8 @@ mod tests {
         assert!(err.contains("bind"), "{err}");
         let err = Config::parse("[groups.nope]\nbatch_size = 5").unwrap_err();
         assert!(err.contains("nope"), "{err}");
+        let err = Config::parse("[groups.websocket]\nidle_timeout_secs = 5").unwrap_err();
+        assert!(err.contains("idle_timeout_secs"), "{err}");
         let err = Config::parse("[[webhooks]]\nurl = \"ftp://x\"").unwrap_err();
         assert!(err.contains("ftp://x"), "{err}");
     }

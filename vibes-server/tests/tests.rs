@@ -5,5 +5,6 @@
 
 mod api;
 mod firehose;
+mod history;
 mod lifecycle;
 mod support;

@@ -3,13 +3,23 @@
 //! | group | start | effect |
 //! |---|---|---|
 //! | `websocket` | End | broadcasts every event to `/ws/firehose` clients |
-//! | `session-collector` | Beginning | one transcript file per session |
-//! | `chat-history` | Beginning | SQLite database of sessions and messages |
+//! | `session-collector` | Beginning | one transcript file per session (`sessions.rs`) |
+//! | `chat-history` | Beginning | SQLite database of sessions and messages (`chat_history.rs`) |
 //! | `notifications` | End | configured webhooks |
+//!
+//! `docs/consumers.md` describes each group, its commit rule and its routes.
+
+pub mod chat_history;
+mod routes;
+pub mod sessions;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 pub mod websocket;
 
 use vibes_actors::group::GroupSpec;
+use vibes_iggy::StartPosition;
 
 use crate::config::Config;
 
@@ -26,6 +36,11 @@ pub const BUILT_IN: &[&str] = &[
 pub struct Services {
     /// Fed by the `websocket` group, read by `/ws/firehose` clients.
     pub firehose: websocket::Firehose,
+    /// The chat-history database; `None` when the group is disabled.
+    pub chat_history: Option<Arc<chat_history::ChatHistory>>,
+    /// The session-collector's buffers and transcripts; `None` when the
+    /// group is disabled.
+    pub sessions: Option<Arc<sessions::Collector>>,
 }
 
 /// Why a built-in consumer could not be set up.
@@ -39,7 +54,7 @@ pub struct ConsumerError {
 /// The built-in groups this config enables, and their shared services.
 pub fn build(
     config: &Config,
-    _data_dir: &std::path::Path,
+    data_dir: &std::path::Path,
 ) -> Result<(Vec<GroupSpec>, Services), ConsumerError> {
     let mut specs = Vec::new();
     let mut services = Services::default();
@@ -47,10 +62,52 @@ pub fn build(
         specs.push(spec);
         services.firehose = firehose;
     }
+
+    if let Some(group) = config.group("chat-history", StartPosition::Beginning) {
+        let db =
+            Arc::new(
+                chat_history::ChatHistory::open(data_dir).map_err(|err| ConsumerError {
+                    group: "chat-history",
+                    message: err.to_string(),
+                })?,
+            );
+        let for_handler = db.clone();
+        specs.push(GroupSpec {
+            config: group,
+            handler: Arc::new(move || {
+                Box::new(chat_history::ChatHistoryHandler::new(for_handler.clone()))
+            }),
+        });
+        services.chat_history = Some(db);
+    }
+
+    if let Some(group) = config.group("session-collector", StartPosition::Beginning) {
+        let idle = config
+            .groups
+            .get("session-collector")
+            .and_then(|section| section.idle_timeout_secs)
+            .map_or(sessions::DEFAULT_IDLE_TIMEOUT, Duration::from_secs);
+        let collector =
+            Arc::new(
+                sessions::Collector::open(data_dir, idle).map_err(|err| ConsumerError {
+                    group: "session-collector",
+                    message: err.to_string(),
+                })?,
+            );
+        let for_handler = collector.clone();
+        specs.push(GroupSpec {
+            config: group,
+            handler: Arc::new(move || {
+                Box::new(sessions::SessionCollector::new(for_handler.clone()))
+            }),
+        });
+        services.sessions = Some(collector);
+    }
+
     Ok((specs, services))
 }
 
 /// The routes of the built-in consumers (firehose, sessions, search).
 pub fn router() -> axum::Router<crate::state::AppState> {
-    axum::Router::new().merge(websocket::router())
+    routes::router().merge(websocket::router())
 }
