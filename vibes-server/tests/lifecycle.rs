@@ -308,3 +308,90 @@ async fn sigterm_under_load_commits_and_every_group_resumes() {
         assert!(contents.contains(content), "acknowledged {content}");
     }
 }
+
+/// The client subcommands against a running daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_subcommands_talk_to_the_daemon() {
+    let daemon = Daemon::start(&[]);
+    let bind = daemon.url.trim_start_matches("http://").to_owned();
+    let data_dir = daemon.data_dir.clone();
+    let run = move |args: Vec<String>| {
+        let bind = bind.clone();
+        let data_dir = data_dir.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new(env!("CARGO_BIN_EXE_vibesd"))
+                    .args(&args)
+                    .arg("--bind")
+                    .arg(&bind)
+                    .arg("--data-dir")
+                    .arg(&data_dir)
+                    .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let event = user_input("cli", "from the command line").to_string();
+    let output = run(vec!["append".into(), event]).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(answer["offsets"], json!([0]));
+
+    let output = run(vec!["status".into()]).await;
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["high_water_mark"], 1);
+
+    let output = run(vec!["groups".into()]).await;
+    let groups: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        groups
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "chat-history")
+    );
+
+    let output = run(vec![
+        "seek".into(),
+        "chat-history".into(),
+        "beginning".into(),
+        "--dry-run".into(),
+    ])
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["dry_run"], true);
+
+    let output = run(vec![
+        "tail".into(),
+        "--from".into(),
+        "beginning".into(),
+        "--no-follow".into(),
+    ])
+    .await;
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event"]["content"], "from the command line");
+
+    // Bad input: a clear message and a failing exit code.
+    let output = run(vec!["append".into(), "{oops".into()]).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not JSON"));
+    let output = run(vec!["seek".into(), "nope".into(), "beginning".into()]).await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no consumer group named"));
+}
