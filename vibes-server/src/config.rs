@@ -197,13 +197,8 @@ impl Config {
                     webhook.url
                 ));
             }
-            if !matches!(webhook.format.as_str(), "json" | "text") {
-                return Err(format!(
-                    "webhook format {:?} must be \"json\" or \"text\"",
-                    webhook.format
-                ));
-            }
         }
+        crate::consumers::notifications::check(&self.webhooks)?;
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err("token must not be empty".into());
         }

@@ -5,4 +5,5 @@
 
 mod api;
 mod lifecycle;
+mod notifications;
 mod support;

@@ -7,6 +7,8 @@
 //! | `chat-history` | Beginning | SQLite database of sessions and messages |
 //! | `notifications` | End | configured webhooks |
 
+pub mod notifications;
+
 use vibes_actors::group::GroupSpec;
 
 use crate::config::Config;
@@ -33,10 +35,17 @@ pub struct ConsumerError {
 
 /// The built-in groups this config enables, and their shared services.
 pub fn build(
-    _config: &Config,
+    config: &Config,
     _data_dir: &std::path::Path,
 ) -> Result<(Vec<GroupSpec>, Services), ConsumerError> {
-    let specs = Vec::new();
+    let mut specs = Vec::new();
+    // Only with a webhook to post to: an idle group would still poll.
+    if let Some(spec) = notifications::spec(config).map_err(|message| ConsumerError {
+        group: notifications::GROUP,
+        message,
+    })? {
+        specs.push(spec);
+    }
     let services = Services::default();
     Ok((specs, services))
 }
