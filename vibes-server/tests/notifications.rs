@@ -327,15 +327,31 @@ fn an_unknown_webhook_kind_stops_start_up_with_its_name() {
         "[[webhooks]]\nurl = \"http://127.0.0.1:9/\"\nkinds = [\"lunch\"]\n",
     )
     .unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_vibesd"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vibesd"))
         .args(["serve", "--backend", "memory", "--bind", "127.0.0.1:0"])
         .arg("--config")
         .arg(&path)
         .arg("--data-dir")
         .arg(dir.path())
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // It must stop by itself; if it runs, fail rather than wait forever.
+    let deadline = std::time::Instant::now() + crate::support::DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vibesd started with an unknown webhook kind");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("lunch"), "{stderr}");
 }

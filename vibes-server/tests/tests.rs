@@ -7,3 +7,4 @@ mod api;
 mod lifecycle;
 mod notifications;
 mod support;
+mod systemd;
