@@ -216,12 +216,6 @@ impl Config {
                     webhook.url
                 ));
             }
-            if !matches!(webhook.format.as_str(), "json" | "text") {
-                return Err(format!(
-                    "webhook format {:?} must be \"json\" or \"text\"",
-                    webhook.format
-                ));
-            }
         }
         if !(1..=1 << 20).contains(&self.limits.firehose_buffer) {
             return Err(format!(
@@ -230,6 +224,7 @@ impl Config {
                 1 << 20
             ));
         }
+        crate::consumers::notifications::check(&self.webhooks)?;
         if self.token.as_deref().is_some_and(str::is_empty) {
             return Err("token must not be empty".into());
         }

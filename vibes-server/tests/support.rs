@@ -20,6 +20,8 @@ pub(crate) struct Daemon {
     pub(crate) data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
     args: Vec<String>,
+    /// Extra environment variables for vibesd, set after the defaults.
+    env: Vec<(String, String)>,
     /// Every line vibesd wrote on stderr so far (filled by a thread).
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -28,6 +30,11 @@ impl Daemon {
     /// Starts vibesd on the embedded store in a fresh data directory, with
     /// `args` added to its command line.
     pub(crate) fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Like [`Daemon::start`], with `env` added to vibesd's environment.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let temp = tempfile::tempdir().unwrap();
         let mut daemon = Self {
             child: None,
@@ -35,6 +42,10 @@ impl Daemon {
             data_dir: temp.path().to_owned(),
             _temp: Some(temp),
             args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            env: env
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
             logs: Default::default(),
         };
         daemon.spawn();
@@ -61,6 +72,9 @@ impl Daemon {
             .env("VIBESD_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
         if !self.args.iter().any(|arg| arg == "--bind") {
             command.args(["--bind", "127.0.0.1:0"]);
         }

@@ -7,4 +7,6 @@ mod api;
 mod firehose;
 mod history;
 mod lifecycle;
+mod notifications;
 mod support;
+mod systemd;

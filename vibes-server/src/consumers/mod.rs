@@ -18,6 +18,8 @@ use std::time::Duration;
 
 pub mod websocket;
 
+pub mod notifications;
+
 use vibes_actors::group::GroupSpec;
 use vibes_iggy::StartPosition;
 
@@ -102,6 +104,14 @@ pub fn build(
             }),
         });
         services.sessions = Some(collector);
+    }
+
+    // Only with a webhook to post to: an idle group would still poll.
+    if let Some(spec) = notifications::spec(config).map_err(|message| ConsumerError {
+        group: notifications::GROUP,
+        message,
+    })? {
+        specs.push(spec);
     }
 
     Ok((specs, services))
