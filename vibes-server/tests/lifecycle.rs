@@ -73,6 +73,20 @@ async fn kill_9_under_load_loses_no_acknowledged_event() {
             "acknowledged offset {offset}"
         );
     }
+    // Every group resumes from its commit and catches up (session-collector
+    // holds its commit back while the session is open, by design).
+    wait_for("every group to catch up after kill -9", || async {
+        let (_, groups) = client.get("/api/groups").await;
+        groups.as_array().is_some_and(|groups| {
+            groups.len() >= 2
+                && groups.iter().all(|group| {
+                    group["state"] == "running"
+                        && (group["name"] == "session-collector"
+                            || group["committed_offset"].as_u64() == Some(end - 1))
+                })
+        })
+    })
+    .await;
     // And the restarted daemon takes appends again.
     let (status, _) = client.post("/api/events", &user_input("s", "after")).await;
     assert_eq!(status, 200);
