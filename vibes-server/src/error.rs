@@ -57,6 +57,13 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if self.error == "body_too_large" {
+            // The rest of the body was never read: the connection cannot
+            // carry another request, and the client should not try.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
