@@ -59,6 +59,9 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
+/// How long shutdown waits for WebSocket clients to be told and gone.
+const CONNECTIONS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The line vibesd logs once it listens; tests and scripts wait for it.
 pub const LISTENING: &str = "vibesd listening on";
 
@@ -110,6 +113,7 @@ pub async fn run(
         }
     };
     let address = listener.local_addr().map_err(ServerError::Serve)?;
+    let (lifecycle, stop, mut connections_gone) = state::Lifecycle::new();
     let state = AppState {
         supervisor: supervisor.clone(),
         writer: supervisor.writer().clone(),
@@ -119,6 +123,7 @@ pub async fn run(
         backend,
         started: Instant::now(),
         services,
+        lifecycle,
     };
     let app = api::app(state.clone());
     tracing::info!(
@@ -128,11 +133,27 @@ pub async fn run(
     );
     systemd::ready();
     let watchdog = systemd::watchdog(supervisor.clone());
+    // Only the router's copy of the state stays, and the connections'.
+    drop(state);
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // WebSocket connections outlive the HTTP server's shutdown.
+            let _ = stop.send(true);
+        })
         .await;
     systemd::stopping();
     watchdog.abort();
+    // Let WebSocket clients say goodbye (and append their last events)
+    // while the LogWriter still takes appends.
+    if tokio::time::timeout(CONNECTIONS_TIMEOUT, connections_gone.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "WebSocket connections still open after {CONNECTIONS_TIMEOUT:?}; closing them"
+        );
+    }
     tracing::info!("shutting down: draining appends, committing every group");
     if let Err(err) = supervisor.shutdown().await {
         tracing::error!("shutdown: {err}");

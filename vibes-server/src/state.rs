@@ -26,6 +26,48 @@ pub struct AppState {
     pub started: Instant,
     /// What the built-in consumers share with the API.
     pub services: Services,
+    /// Tells long-lived connections that vibesd is stopping, and lets it
+    /// wait until they have said goodbye.
+    pub lifecycle: Lifecycle,
+}
+
+/// Shutdown, as long-lived connections (WebSockets) see it.
+///
+/// Every clone holds the daemon's shutdown open: [`crate::run`] waits,
+/// with a deadline, until every clone is dropped before it drains the
+/// LogWriter, so a connection can still append its last events (a
+/// `client_disconnected`).
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    stopping: tokio::sync::watch::Receiver<bool>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+}
+
+impl Lifecycle {
+    /// A lifecycle, the sender that starts the shutdown, and the receiver
+    /// that ends once every clone of the lifecycle is gone.
+    pub fn new() -> (
+        Self,
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::mpsc::Receiver<()>,
+    ) {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let (alive, gone) = tokio::sync::mpsc::channel(1);
+        (
+            Self {
+                stopping,
+                _alive: alive,
+            },
+            stop,
+            gone,
+        )
+    }
+
+    /// Resolves once vibesd begins to shut down.
+    pub async fn stopping(&mut self) {
+        // An error means the sender is gone: that is a shutdown too.
+        let _ = self.stopping.wait_for(|stopping| *stopping).await;
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -352,21 +352,43 @@ async fn a_client_too_slow_for_the_firehose_is_told_where_to_resume() {
 }
 
 #[tokio::test]
-async fn sigterm_stops_vibesd_with_websocket_clients_connected() {
+async fn sigterm_says_goodbye_to_websocket_clients_and_records_the_disconnect() {
     let mut daemon = Daemon::start(&[]);
     let mut firehose = connect(&daemon, "/ws/firehose").await;
     let mut ws = connect(&daemon, "/ws").await;
-    assert_eq!(next_json(&mut ws).await["type"], "connected");
-    let status = tokio::task::spawn_blocking(move || daemon.sigterm())
-        .await
-        .unwrap();
-    assert!(status.success(), "{status}");
-    // Both connections end rather than hang.
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["type"], "connected");
+    let client_id = hello["client_id"].as_str().unwrap().to_owned();
+    let mut daemon = tokio::task::spawn_blocking(move || {
+        let status = daemon.sigterm();
+        assert!(status.success(), "{status}");
+        daemon
+    })
+    .await
+    .unwrap();
+    // Both connections are closed as "going away", rather than dropped.
     for socket in [&mut firehose, &mut ws] {
-        let ended = timeout(DEADLINE, async {
-            while let Some(Ok(_)) = socket.next().await {}
+        let close = timeout(DEADLINE, async {
+            loop {
+                match socket.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame,
+                    Some(Ok(_)) => {}
+                    _ => return None,
+                }
+            }
         })
-        .await;
-        assert!(ended.is_ok(), "a connection outlived vibesd");
+        .await
+        .expect("a connection outlived vibesd");
+        let frame = close.expect("a close frame, not a dropped connection");
+        assert_eq!(frame.code, CloseCode::Away);
+        assert!(frame.reason.contains("shutting down"), "{}", frame.reason);
     }
+    // The /ws client's disconnect made it into the log before the end.
+    daemon.restart();
+    let (_, page) = daemon.client().get("/api/events?from=0").await;
+    let disconnected = page["events"].as_array().unwrap().iter().any(|frame| {
+        frame["event"]["type"] == "client_disconnected"
+            && frame["event"]["client_id"] == client_id.as_str()
+    });
+    assert!(disconnected, "{page}");
 }

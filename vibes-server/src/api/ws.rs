@@ -28,7 +28,7 @@
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -110,8 +110,20 @@ async fn client(state: AppState, mut socket: WebSocket) {
         .send(Message::Text(hello.to_string().into()))
         .await
         .is_ok();
+    let mut lifecycle = state.lifecycle.clone();
     while open {
-        let reply = match socket.recv().await {
+        let received = tokio::select! {
+            received = socket.recv() => received,
+            () = lifecycle.stopping() => {
+                let close = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "vibesd is shutting down".into(),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                break;
+            }
+        };
+        let reply = match received {
             Some(Ok(Message::Text(text))) => answer(&state, text.as_str()).await,
             Some(Ok(Message::Binary(_))) => error_reply(
                 None,

@@ -250,6 +250,7 @@ async fn firehose(
         log: state.log.clone(),
         filter,
         next,
+        lifecycle: state.lifecycle.clone(),
     };
     Ok(upgrade.on_upgrade(move |socket| pump.run(socket, live)))
 }
@@ -267,6 +268,8 @@ enum Stop {
 #[derive(Debug)]
 struct Pump {
     log: Arc<dyn EventLog>,
+    /// Says when vibesd stops; held until the client is told.
+    lifecycle: crate::state::Lifecycle,
     filter: Filter,
     /// The first offset not yet sent or skipped.
     next: Offset,
@@ -312,6 +315,12 @@ impl Pump {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(Stop::Gone),
                     Some(Ok(_)) => {}
                 },
+                () = self.lifecycle.stopping() => {
+                    return Err(Stop::Close(
+                        close_code::AWAY,
+                        format!("vibesd is shutting down; reconnect with from={}", self.next),
+                    ));
+                }
             }
         }
     }
