@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
-use crate::config::{Config, DEFAULT_BIND};
+use crate::config::Config;
 
 /// A durable, ordered event log for AI coding sessions, with supervised
 /// consumers over it.
@@ -290,9 +290,4 @@ async fn hook(global: &Global) -> anyhow::Result<()> {
         eprintln!("vibesd hook: event not recorded: {err:#}");
     }
     Ok(())
-}
-
-/// The default address, for `--help` texts and docs.
-pub fn default_bind() -> &'static str {
-    DEFAULT_BIND
 }
