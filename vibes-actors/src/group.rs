@@ -193,12 +193,7 @@ impl GroupMetrics {
         *lock(&self.last_error) = Some(error.into());
     }
 
-    /// The offsets the handler was working on when the actor last failed
-    /// (or is working on now).
-    pub fn in_flight(&self) -> Option<RangeInclusive<Offset>> {
-        lock(&self.in_flight).clone()
-    }
-
+    /// The offsets the handler was working on when the actor failed, once.
     pub(crate) fn take_in_flight(&self) -> Option<RangeInclusive<Offset>> {
         lock(&self.in_flight).take()
     }

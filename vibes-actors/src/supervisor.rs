@@ -388,7 +388,8 @@ impl Actor for Supervisor {
                 let _ = reply.send(result);
             }
             SupervisorMsg::Groups(reply) => {
-                let _ = reply.send(self.group_snapshots(state).await);
+                let high_water_mark = state.log.high_water_mark().await.unwrap_or(0);
+                let _ = reply.send(self.group_snapshots(state, high_water_mark).await);
             }
             SupervisorMsg::Pause(group, reply) => {
                 let _ = reply.send(self.set_paused(state, &group, true));
@@ -409,8 +410,8 @@ impl Actor for Supervisor {
                 let _ = reply.send(self.seek(state, &group, to, dry_run).await);
             }
             SupervisorMsg::Snapshot(reply) => {
-                let groups = self.group_snapshots(state).await;
                 let high_water_mark = state.log.high_water_mark().await.unwrap_or(0);
+                let groups = self.group_snapshots(state, high_water_mark).await;
                 let _ = reply.send(SupervisorSnapshot {
                     backend: state.log.backend().to_string(),
                     backend_reason: state.backend_reason.clone(),
@@ -810,8 +811,11 @@ impl Supervisor {
         Ok(())
     }
 
-    async fn group_snapshots(&self, state: &SupervisorState) -> Vec<GroupSnapshot> {
-        let high_water_mark = state.log.high_water_mark().await.unwrap_or(0);
+    async fn group_snapshots(
+        &self,
+        state: &SupervisorState,
+        high_water_mark: Offset,
+    ) -> Vec<GroupSnapshot> {
         let mut snapshots = Vec::with_capacity(state.groups.len());
         for (name, entry) in &state.groups {
             let next = entry.metrics.committed().map_or(0, |offset| offset + 1);

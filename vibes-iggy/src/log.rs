@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use vibes_core::{DecodeError, StoredEvent};
+use vibes_core::StoredEvent;
 
 use crate::LogError;
 
@@ -106,11 +106,6 @@ impl Record {
             offset: self.offset,
             source,
         })
-    }
-
-    /// Whether the stored bytes decode; [`Record::event`] says why not.
-    pub fn decode_error(&self) -> Option<DecodeError> {
-        StoredEvent::decode(&self.payload).err()
     }
 }
 
