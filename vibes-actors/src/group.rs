@@ -30,6 +30,7 @@ use vibes_iggy::{EventConsumer, EventLog, LogError, Offset, SeekTo, StartPositio
 use crate::backoff::Backoff;
 use crate::dead_letters::DeadLetters;
 use crate::metrics::{LatencyHistogram, LatencySummary};
+use crate::supervisor::ControlError;
 
 /// Makes a fresh handler: at the first start and after every restart.
 pub type HandlerFactory = Arc<dyn Fn() -> Box<dyn Handler> + Send + Sync>;
@@ -276,16 +277,17 @@ pub struct ConsumerGroup {
 pub enum ConsumerGroupMsg {
     /// One poll → handle → commit step; the actor casts it to itself.
     Step,
-    /// Stop polling until [`ConsumerGroupMsg::Resume`].
-    Pause,
-    /// Go on polling after a pause.
-    Resume,
+    /// Stop polling until [`ConsumerGroupMsg::Resume`]; answered once
+    /// taken, that is after the step in progress.
+    Pause(RpcReplyPort<Result<(), ControlError>>),
+    /// Go on polling after a pause; answered once taken.
+    Resume(RpcReplyPort<Result<(), ControlError>>),
     /// Move the group (and its committed offset) and answer the new
     /// position.
-    Seek(SeekTo, RpcReplyPort<Result<Offset, String>>),
+    Seek(SeekTo, RpcReplyPort<Result<Offset, LogError>>),
     /// Hand the event at this offset (a dead letter) to the handler once
     /// more, alone; answers whether the handler took it.
-    Replay(Offset, RpcReplyPort<Result<(), String>>),
+    Replay(Offset, RpcReplyPort<Result<(), ControlError>>),
 }
 
 /// What a ConsumerGroup is started with (again at every restart).
@@ -407,11 +409,12 @@ impl Actor for ConsumerGroup {
                     self.back_off(&myself, state);
                 }
             }
-            ConsumerGroupMsg::Pause => {
+            ConsumerGroupMsg::Pause(reply) => {
                 state.paused = true;
                 state.metrics.set_state(GroupState::Paused);
+                let _ = reply.send(Ok(()));
             }
-            ConsumerGroupMsg::Resume => {
+            ConsumerGroupMsg::Resume(reply) => {
                 if state.paused {
                     state.paused = false;
                     state.metrics.set_state(GroupState::Running);
@@ -419,16 +422,18 @@ impl Actor for ConsumerGroup {
                         myself.cast(ConsumerGroupMsg::Step)?;
                     }
                 }
+                let _ = reply.send(Ok(()));
             }
             ConsumerGroupMsg::Seek(to, reply) => {
                 let result = state.consumer.seek(to).await;
-                if let Ok(position) = result {
+                if let Ok(position) = &result {
+                    let position = *position;
                     state.failures = None;
                     state.careful_until = None;
                     self.moved(state, position);
                 }
                 // The caller may have given up waiting; the seek stands.
-                let _ = reply.send(result.map_err(|err| err.to_string()));
+                let _ = reply.send(result);
             }
             ConsumerGroupMsg::Replay(offset, reply) => {
                 let result = self.replay(state, offset).await;
@@ -632,33 +637,46 @@ impl ConsumerGroup {
 
     /// Hands one dead letter to the handler again; on success records that
     /// it was replayed.
-    async fn replay(&self, state: &mut ConsumerGroupState, offset: Offset) -> Result<(), String> {
-        let record = state
-            .log
-            .read(offset, 1)
-            .await
-            .map_err(|err| err.to_string())?
-            .into_iter()
-            .next()
-            .ok_or_else(|| format!("offset {offset} is at the end of the log"))?;
-        let event = record.event().map_err(|err| err.to_string())?;
+    async fn replay(
+        &self,
+        state: &mut ConsumerGroupState,
+        offset: Offset,
+    ) -> Result<(), ControlError> {
+        let group = &self.config.name;
+        let record = state.log.read(offset, 1).await?.into_iter().next().ok_or(
+            ControlError::OffsetOutOfRange {
+                offset,
+                high_water_mark: offset,
+            },
+        )?;
+        let event = match record.event() {
+            Ok(event) => event,
+            Err(LogError::Decode { source, .. }) => {
+                return Err(ControlError::Undecodable {
+                    group: group.clone(),
+                    offset,
+                    error: source.message,
+                });
+            }
+            Err(other) => return Err(other.into()),
+        };
         match state.handler.handle(&[(offset, event)]).await {
             Handled::All | Handled::UpTo(_) => {}
             Handled::Failed { error, .. } => {
-                return Err(format!("the handler failed again: {error}"));
+                return Err(ControlError::ReplayFailed {
+                    group: group.clone(),
+                    offset,
+                    error,
+                });
             }
         }
         self.count_handled(state, 1);
         let resolved = VibesEvent::DeadLetterResolved {
-            group: self.config.name.clone(),
+            group: group.clone(),
             offset,
             resolution: "replayed".into(),
         };
-        state
-            .log
-            .append(StoredEvent::new(resolved.clone()))
-            .await
-            .map_err(|err: LogError| err.to_string())?;
+        state.log.append(StoredEvent::new(resolved.clone())).await?;
         state.dead_letters.apply(&resolved);
         Ok(())
     }

@@ -42,7 +42,8 @@ use crate::writer::{LogWriter, LogWriterConfig, LogWriterHandle, WriterSnapshot}
 /// for a group to finish its step at shutdown.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a control operation can refuse.
+/// What a control operation can refuse. Each refusal keeps its kind, so
+/// the API picks a status by variant, never by reading the message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     #[error("no consumer group named {0:?}")]
@@ -53,16 +54,64 @@ pub enum ControlError {
     NotRunning { group: String, state: GroupState },
     #[error("consumer group {group:?} has no open dead letter at offset {offset}")]
     NoSuchDeadLetter { group: String, offset: Offset },
+    /// A seek or replay named an offset the log does not hold.
+    #[error(
+        "offset {offset} is out of range: the log's high-water mark is {high_water_mark} \
+         (seeks may name offsets up to it)"
+    )]
+    OffsetOutOfRange {
+        offset: Offset,
+        high_water_mark: Offset,
+    },
+    /// The handler failed again on a replayed dead letter; it stays open.
+    #[error(
+        "the handler of {group:?} failed again on offset {offset}: {error}; the dead letter \
+         stays open"
+    )]
+    ReplayFailed {
+        group: String,
+        offset: Offset,
+        error: String,
+    },
+    /// A dead letter whose record does not decode can never be handled.
+    #[error(
+        "the event at offset {offset} cannot be decoded ({error}), so {group:?} can never \
+         handle it; skip the dead letter instead"
+    )]
+    Undecodable {
+        group: String,
+        offset: Offset,
+        error: String,
+    },
+    /// A group did not answer a control call in time (its handler is busy).
+    #[error("consumer group {group:?} did not answer the {operation} in time; try again")]
+    NoAnswer {
+        group: String,
+        operation: &'static str,
+    },
+    /// The log could not do it just now; nothing changed.
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
     #[error("vibesd is shutting down")]
     ShuttingDown,
-    /// The log or the group refused; the message says why.
+    /// Anything else; the message says why.
     #[error("{0}")]
     Failed(String),
 }
 
 impl From<LogError> for ControlError {
     fn from(err: LogError) -> Self {
-        Self::Failed(err.to_string())
+        match err {
+            LogError::OffsetOutOfRange {
+                offset,
+                high_water_mark,
+            } => Self::OffsetOutOfRange {
+                offset,
+                high_water_mark,
+            },
+            LogError::Unavailable { .. } => Self::Unavailable(vibes_core::error_chain(&err)),
+            other => Self::Failed(vibes_core::error_chain(&other)),
+        }
     }
 }
 
@@ -391,12 +440,8 @@ impl Actor for Supervisor {
                 let high_water_mark = state.log.high_water_mark().await.unwrap_or(0);
                 let _ = reply.send(self.group_snapshots(state, high_water_mark).await);
             }
-            SupervisorMsg::Pause(group, reply) => {
-                let _ = reply.send(self.set_paused(state, &group, true));
-            }
-            SupervisorMsg::Resume(group, reply) => {
-                let _ = reply.send(self.set_paused(state, &group, false));
-            }
+            SupervisorMsg::Pause(group, reply) => self.set_paused(state, &group, true, reply),
+            SupervisorMsg::Resume(group, reply) => self.set_paused(state, &group, false, reply),
             SupervisorMsg::Restart(group, reply) => {
                 let result = self.operator_restart(&myself, state, &group).await;
                 let _ = reply.send(result);
@@ -668,26 +713,38 @@ impl Supervisor {
             .ok_or_else(|| ControlError::UnknownGroup(name.to_owned()))
     }
 
+    /// Pauses or resumes a group. A running group answers `reply` itself
+    /// once it has taken the message (after its current step), so the
+    /// answer shows the new state and the Supervisor waits for nothing.
     fn set_paused(
         &self,
         state: &mut SupervisorState,
         name: &str,
         paused: bool,
-    ) -> Result<(), ControlError> {
-        let entry = self.entry(state, name)?;
+        reply: RpcReplyPort<Result<(), ControlError>>,
+    ) {
+        let entry = match self.entry(state, name) {
+            Ok(entry) => entry,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
+            }
+        };
         entry.paused = paused;
         // Not running: it starts paused (or not) when it next starts.
-        if let Some(actor) = &entry.actor {
-            let message = if paused {
-                ConsumerGroupMsg::Pause
-            } else {
-                ConsumerGroupMsg::Resume
-            };
-            actor
-                .cast(message)
-                .map_err(|err| ControlError::Failed(err.to_string()))?;
+        let Some(actor) = &entry.actor else {
+            let _ = reply.send(Ok(()));
+            return;
+        };
+        let message = if paused {
+            ConsumerGroupMsg::Pause(reply)
+        } else {
+            ConsumerGroupMsg::Resume(reply)
+        };
+        if let Err(err) = actor.cast(message) {
+            // The group is stopping; it starts paused (or not) next time.
+            tracing::warn!(group = %name, "pause/resume reached no actor: {err}");
         }
-        Ok(())
     }
 
     async fn seek(
@@ -733,12 +790,13 @@ impl Supervisor {
                     .await
                 {
                     Ok(ractor::rpc::CallResult::Success(result)) => {
-                        result.map_err(ControlError::Failed)?;
+                        result?;
                     }
                     _ => {
-                        return Err(ControlError::Failed(format!(
-                            "consumer group {name:?} did not answer the seek"
-                        )));
+                        return Err(ControlError::NoAnswer {
+                            group: name.to_owned(),
+                            operation: "seek",
+                        });
                     }
                 }
             }
@@ -781,10 +839,11 @@ impl Supervisor {
             )
             .await
         {
-            Ok(ractor::rpc::CallResult::Success(result)) => result.map_err(ControlError::Failed),
-            _ => Err(ControlError::Failed(format!(
-                "consumer group {name:?} did not answer the replay"
-            ))),
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            _ => Err(ControlError::NoAnswer {
+                group: name.to_owned(),
+                operation: "replay",
+            }),
         }
     }
 

@@ -25,10 +25,12 @@
 //!   embedded backends, which roll a failed transaction back, so a retry
 //!   cannot write an event twice; the iggy backend already resends by
 //!   message id, so the writer does not retry it again;
-//! - [`LogError::EventTooLarge`] is never retried. It names the event's index
-//!   in the group commit, so the writer refuses the producer batch holding
-//!   it (with the index within that batch) and writes the others again as
-//!   one group commit: one bad producer never fails the rest.
+//! - an event the log refuses by itself ([`LogError::EventTooLarge`],
+//!   [`LogError::EventTooDeep`]) is never retried. The error names the
+//!   event's index in the group commit, so the writer refuses the producer
+//!   batch holding it (with the index within that batch) and writes the
+//!   others again as one group commit: one bad producer never fails the
+//!   rest.
 
 use std::collections::VecDeque;
 use std::io;
@@ -285,12 +287,13 @@ impl LogWriter {
                     }
                     return;
                 }
-                Err(LogError::EventTooLarge { index, size, limit }) => {
+                Err(err) if err.refused_event().is_some() => {
                     // Refuse the producer batch holding the event and write
                     // the others again: they did nothing wrong.
+                    let index = err.refused_event().unwrap_or_default();
                     let (culprit, index) = locate(&group, index);
+                    let err = err.at_index(index);
                     let request = group.remove(culprit);
-                    let err = LogError::EventTooLarge { index, size, limit };
                     state.shared.failed_writes.fetch_add(1, Ordering::Relaxed);
                     request.answer(Err(WriterError::Log(Arc::new(err))));
                 }

@@ -306,7 +306,7 @@ async fn pause_resume_and_seek_with_a_dry_run() {
     assert_eq!((report.replayed, report.skipped), (0, 5));
     assert!(matches!(
         supervisor.seek("g", SeekTo::Offset(99), true).await,
-        Err(ControlError::Failed(message)) if message.contains("out of range")
+        Err(ControlError::OffsetOutOfRange { .. })
     ));
 
     supervisor

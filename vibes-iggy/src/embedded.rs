@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use vibes_core::StoredEvent;
 
 use crate::log::{
-    check_commit, check_group_name, check_read, check_sizes, committed_before, encode_batch,
+    check_batch, check_commit, check_group_name, check_read, committed_before, encode_batch,
     seek_target,
 };
 use crate::wait::HighWaterMark;
@@ -215,7 +215,7 @@ impl Inner {
     /// Writes `events` in one transaction.
     fn append(&self, events: &[StoredEvent]) -> Result<Range<Offset>, LogError> {
         let encoded = encode_batch(events);
-        check_sizes(&encoded, self.options.max_event_bytes)?;
+        check_batch(&encoded, self.options.max_event_bytes)?;
         let mut conn = self.writer();
         let start = self.high_water_mark.get();
         if events.is_empty() {

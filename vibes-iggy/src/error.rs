@@ -29,6 +29,18 @@ pub enum LogError {
         limit: usize,
     },
 
+    /// An append held an event that nests too deeply to be read back
+    /// (see [`vibes_core::MAX_EVENT_DEPTH`]); nothing was written.
+    #[error(
+        "event {index} of the batch nests {depth} levels of JSON objects and arrays, over the \
+         limit of {limit}; nothing was written"
+    )]
+    EventTooDeep {
+        index: usize,
+        depth: usize,
+        limit: usize,
+    },
+
     /// The record at `offset` is not a stored event (see [`crate::Record`]).
     #[error("record at offset {offset} cannot be decoded: {source}")]
     Decode {
@@ -62,6 +74,29 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// The index in its batch of an event the log refused for what it is
+    /// (too large, too deep), as opposed to a failure of the log.
+    pub fn refused_event(&self) -> Option<usize> {
+        match self {
+            Self::EventTooLarge { index, .. } | Self::EventTooDeep { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+
+    /// The same refusal of an event, naming it by `index` (its place in a
+    /// producer's own batch rather than in a group commit).
+    pub fn at_index(self, index: usize) -> Self {
+        match self {
+            Self::EventTooLarge { size, limit, .. } => Self::EventTooLarge { index, size, limit },
+            Self::EventTooDeep { depth, limit, .. } => Self::EventTooDeep {
+                index,
+                depth,
+                limit,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn unavailable(
         backend: BackendKind,
         action: &'static str,

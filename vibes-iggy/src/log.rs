@@ -128,7 +128,9 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// returns an empty range at the high-water mark.
     ///
     /// An event larger than [`LogOptions::max_event_bytes`] fails the whole
-    /// batch with [`LogError::EventTooLarge`] and nothing is written.
+    /// batch with [`LogError::EventTooLarge`], one nested deeper than
+    /// [`vibes_core::MAX_EVENT_DEPTH`] with [`LogError::EventTooDeep`], and
+    /// nothing is written.
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError>;
 
     /// The next offset to be assigned (the number of events in the log).
@@ -185,7 +187,6 @@ pub(crate) fn committed_before(position: Offset) -> Option<Offset> {
     position.checked_sub(1)
 }
 
-/// Checks each encoded event against the size limit.
 /// Below this many events a batch is encoded on the calling thread: a
 /// thread costs more than it saves.
 const PARALLEL_ENCODE_MIN: usize = 256;
@@ -223,8 +224,11 @@ pub(crate) fn encode_batch(events: &[StoredEvent]) -> Vec<Vec<u8>> {
     })
 }
 
-/// Refuses the event at `index` of a batch if its encoding exceeds `limit`.
-pub(crate) fn check_size(index: usize, encoded: &[u8], limit: usize) -> Result<(), LogError> {
+/// Refuses the event at `index` of a batch if its encoding is over `limit`
+/// bytes, or nests deeper than a reader can follow
+/// ([`vibes_core::MAX_STORED_DEPTH`]): what the log acknowledges must decode
+/// on every read path.
+pub(crate) fn check_encoded(index: usize, encoded: &[u8], limit: usize) -> Result<(), LogError> {
     if encoded.len() > limit {
         return Err(LogError::EventTooLarge {
             index,
@@ -232,15 +236,24 @@ pub(crate) fn check_size(index: usize, encoded: &[u8], limit: usize) -> Result<(
             limit,
         });
     }
+    let depth = vibes_core::json_depth(encoded);
+    if depth > vibes_core::MAX_STORED_DEPTH {
+        // Counted as the client sees it: the event, without the envelope.
+        return Err(LogError::EventTooDeep {
+            index,
+            depth: depth - 1,
+            limit: vibes_core::MAX_EVENT_DEPTH,
+        });
+    }
     Ok(())
 }
 
-/// Refuses a batch if any of its encoded events exceeds `limit`.
-pub(crate) fn check_sizes(encoded: &[Vec<u8>], limit: usize) -> Result<(), LogError> {
+/// Refuses a batch if any of its encoded events fails [`check_encoded`].
+pub(crate) fn check_batch(encoded: &[Vec<u8>], limit: usize) -> Result<(), LogError> {
     encoded
         .iter()
         .enumerate()
-        .try_for_each(|(index, bytes)| check_size(index, bytes, limit))
+        .try_for_each(|(index, bytes)| check_encoded(index, bytes, limit))
 }
 
 /// Checks that `group` is a name every backend can store.

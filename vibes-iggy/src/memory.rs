@@ -13,7 +13,7 @@ use bytes::Bytes;
 use vibes_core::StoredEvent;
 
 use crate::log::{
-    check_commit, check_group_name, check_read, check_sizes, committed_before, encode_batch,
+    check_batch, check_commit, check_group_name, check_read, committed_before, encode_batch,
     seek_target,
 };
 use crate::{
@@ -86,7 +86,7 @@ impl EventLog for MemoryLog {
 
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
         let encoded = encode_batch(&events);
-        check_sizes(&encoded, self.inner.options.max_event_bytes)?;
+        check_batch(&encoded, self.inner.options.max_event_bytes)?;
         let mut state = self.inner.lock();
         let start = state.records.len() as Offset;
         state.records.extend(encoded.into_iter().map(Bytes::from));

@@ -4,17 +4,21 @@
 //!   and reading (`GET /api/events`);
 //! - `control.rs`: status, health, groups and dead letters;
 //! - `ws.rs`: `WS /ws`, the client protocol (sessions, input, permission
-//!   answers); `origin.rs` guards every WebSocket upgrade;
+//!   answers);
 //! - the built-in consumers add their own routes (firehose, sessions,
 //!   search).
 //!
-//! Bound to anything but loopback, every route but `/healthz` needs
-//! `Authorization: Bearer <token>` (`auth.rs`).
+//! In front of every route, in this order: `guard.rs` refuses requests from
+//! other web pages (`Origin`, `Host`) and bodies that are not JSON; then,
+//! bound to anything but loopback, every route but `/healthz` needs
+//! `Authorization: Bearer <token>` (`auth.rs`). Only then is the route
+//! matched, so an unknown route beyond loopback is a 401 before a 404.
 
 mod auth;
 mod control;
 mod events;
-mod origin;
+mod extract;
+mod guard;
 mod ws;
 
 use axum::Router;
@@ -23,7 +27,8 @@ use axum::extract::DefaultBodyLimit;
 use crate::state::AppState;
 
 pub use events::{frame, stored_frame};
-pub(crate) use origin::check as check_origin;
+pub use extract::ApiPath;
+pub(crate) use guard::valid_origin;
 
 /// The whole API, used by the daemon and by tests alike.
 pub fn app(state: AppState) -> Router {
@@ -33,13 +38,25 @@ pub fn app(state: AppState) -> Router {
         .merge(control::router())
         .merge(ws::router())
         .merge(crate::consumers::router())
+        // Before the layers, so that they guard unknown routes too.
+        .fallback(|| async {
+            crate::error::ApiError::not_found("no_such_route", "no such route; see docs/api.md")
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            crate::error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("this route does not take {method}; see docs/api.md"),
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
         .layer(DefaultBodyLimit::max(limit))
-        .fallback(|| async {
-            crate::error::ApiError::not_found("no_such_route", "no such route; see docs/api.md")
-        })
         .with_state(state)
 }

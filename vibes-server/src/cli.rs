@@ -108,8 +108,8 @@ impl Global {
                 .map_err(|err: String| anyhow::anyhow!("--backend / VIBESD_BACKEND: {err}"))?;
         }
         if let Some(token) = &self.token {
-            if token.is_empty() {
-                bail!("--token / VIBESD_TOKEN must not be empty");
+            if let Err(err) = crate::config::check_token(token) {
+                bail!("invalid --token / VIBESD_TOKEN: {err}");
             }
             config.token = Some(token.clone());
         }

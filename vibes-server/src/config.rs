@@ -40,6 +40,25 @@ pub enum ConfigError {
     NoDataDir,
 }
 
+/// Checks a bearer token: a client must be able to send it in an
+/// `Authorization` header, so it is 1 to 512 printable ASCII characters
+/// without spaces.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("it is empty".into());
+    }
+    if token.len() > 512 {
+        return Err(format!("it is {} bytes long; at most 512", token.len()));
+    }
+    if let Some(bad) = token.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "it holds {bad:?}; a token is printable ASCII (letters, digits, punctuation) \
+             without spaces or line breaks"
+        ));
+    }
+    Ok(())
+}
+
 /// The whole configuration, as the file spells it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +74,10 @@ pub struct Config {
     /// The bearer token; generated at first start when vibesd listens on a
     /// non-loopback address and none is given.
     pub token: Option<String>,
+    /// Web origins (`scheme://host[:port]`) besides vibesd's own whose
+    /// pages may use the API and WebSockets, e.g. a UI served elsewhere.
+    /// Every other page is refused (see `docs/api.md`, "Browsers").
+    pub allowed_origins: Vec<String>,
     pub limits: Limits,
     pub iggy: IggySection,
     /// Per built-in group settings, by group name.
@@ -71,6 +94,7 @@ impl Default for Config {
             data_dir: None,
             backend: BackendChoice::Auto,
             token: None,
+            allowed_origins: Vec::new(),
             limits: Limits::default(),
             iggy: IggySection::default(),
             groups: BTreeMap::new(),
@@ -182,14 +206,59 @@ impl Config {
         })
     }
 
-    /// Parses the TOML of a config file.
+    /// Parses the TOML of a config file. Every error is one line that
+    /// names the key (and, for syntax, the line and column).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let config: Self = toml::from_str(text).map_err(|err| err.to_string())?;
+        let config: Self = toml::from_str(text).map_err(|err| {
+            let message = err.message().trim().replace('\n', " ");
+            match err.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    // The line itself names the key (a value's error does not).
+                    let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+                    let source = crate::error::clip(source, 80);
+                    format!("line {line}, column {column} (`{source}`): {message}")
+                }
+                None => message,
+            }
+        })?;
         config.check()?;
         Ok(config)
     }
 
     fn check(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("limits.max_event_bytes", self.limits.max_event_bytes),
+            ("limits.max_body_bytes", self.limits.max_body_bytes),
+            ("limits.max_queued_events", self.limits.max_queued_events),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(format!("{key} = 0 cannot work: it must be at least 1"));
+            }
+        }
+        for origin in &self.allowed_origins {
+            crate::api::valid_origin(origin).map_err(|err| format!("allowed_origins: {err}"))?;
+        }
+        if let Some(token) = &self.token {
+            check_token(token).map_err(|err| format!("token: {err}"))?;
+        }
+        for (name, section) in &self.groups {
+            let zero = [
+                ("batch_size", section.batch_size.map(|n| n as u64)),
+                ("poll_timeout_ms", section.poll_timeout_ms),
+                ("max_attempts", section.max_attempts.map(u64::from)),
+            ];
+            for (key, value) in zero {
+                if value == Some(0) {
+                    return Err(format!(
+                        "groups.{name}.{key} = 0 cannot work: it must be at least 1"
+                    ));
+                }
+            }
+        }
         for name in self.groups.keys() {
             if !crate::consumers::BUILT_IN.contains(&name.as_str()) {
                 return Err(format!(
@@ -205,7 +274,11 @@ impl Config {
                         "idle_timeout_secs in [groups.{name}]: only session-collector has one"
                     ));
                 }
-                Some(0) => return Err("idle_timeout_secs must be at least 1".into()),
+                Some(0) => {
+                    return Err(format!(
+                        "groups.{name}.idle_timeout_secs = 0 cannot work: it must be at least 1"
+                    ));
+                }
                 _ => {}
             }
         }
@@ -225,9 +298,6 @@ impl Config {
             ));
         }
         crate::consumers::notifications::check(&self.webhooks)?;
-        if self.token.as_deref().is_some_and(str::is_empty) {
-            return Err("token must not be empty".into());
-        }
         Ok(())
     }
 
@@ -287,13 +357,13 @@ impl Config {
         let mut config = GroupConfig::new(name);
         config.start = start;
         if let Some(batch_size) = section.batch_size {
-            config.batch_size = batch_size.max(1);
+            config.batch_size = batch_size;
         }
         if let Some(ms) = section.poll_timeout_ms {
             config.poll_timeout = Duration::from_millis(ms);
         }
         if let Some(attempts) = section.max_attempts {
-            config.max_attempts = attempts.max(1);
+            config.max_attempts = attempts;
         }
         Some(config)
     }
@@ -324,5 +394,71 @@ mod tests {
         assert!(err.contains("idle_timeout_secs"), "{err}");
         let err = Config::parse("[[webhooks]]\nurl = \"ftp://x\"").unwrap_err();
         assert!(err.contains("ftp://x"), "{err}");
+    }
+
+    // A limit, batch size, attempt count or poll timeout of 0 was taken
+    // (or silently raised to 1): each is now refused, naming its key.
+    #[test]
+    fn values_that_cannot_work_are_refused_naming_the_key() {
+        for (toml, key) in [
+            ("[limits]\nmax_event_bytes = 0", "limits.max_event_bytes"),
+            ("[limits]\nmax_body_bytes = 0", "limits.max_body_bytes"),
+            (
+                "[limits]\nmax_queued_events = 0",
+                "limits.max_queued_events",
+            ),
+            ("[limits]\nfirehose_buffer = 0", "limits.firehose_buffer"),
+            (
+                "[groups.chat-history]\nbatch_size = 0",
+                "groups.chat-history.batch_size",
+            ),
+            (
+                "[groups.websocket]\nmax_attempts = 0",
+                "groups.websocket.max_attempts",
+            ),
+            (
+                "[groups.websocket]\npoll_timeout_ms = 0",
+                "groups.websocket.poll_timeout_ms",
+            ),
+            (
+                "[groups.session-collector]\nidle_timeout_secs = 0",
+                "groups.session-collector.idle_timeout_secs",
+            ),
+            ("allowed_origins = [\"*\"]", "allowed_origins"),
+        ] {
+            let err = Config::parse(toml).unwrap_err();
+            assert!(err.contains(key), "{toml}: {err}");
+            assert!(!err.contains('\n'), "one line: {err}");
+        }
+    }
+
+    // A token holding a space, a newline or non-ASCII was taken, and then no
+    // client could send it in an Authorization header.
+    #[test]
+    fn tokens_no_client_can_send_are_refused() {
+        for bad in [
+            "",
+            "two words",
+            "line\nbreak",
+            "tab\there",
+            "ünïcode",
+            &"x".repeat(513),
+        ] {
+            assert!(check_token(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_token("Abc-123_~+/=.").is_ok());
+        let err = Config::parse("token = \"a b\"").unwrap_err();
+        assert!(err.starts_with("token:"), "{err}");
+    }
+
+    // The TOML parser's error spans several lines (a snippet with a caret);
+    // a config error is one line with the line and column.
+    #[test]
+    fn a_syntax_error_is_one_line_with_its_position() {
+        let err = Config::parse("bind = \"127.0.0.1:0\"\n[limits\n").unwrap_err();
+        assert!(err.starts_with("line 2, column"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = Config::parse("[limits]\nmax_body = 3").unwrap_err();
+        assert!(err.contains("max_body") && !err.contains('\n'), "{err}");
     }
 }

@@ -48,6 +48,15 @@ impl ApiError {
     }
 }
 
+/// A client-given string cut to `max` characters for an error message or a
+/// log line: a 1 MB session id must not become a 1 MB line.
+pub fn clip(value: &str, max: usize) -> String {
+    match value.char_indices().nth(max) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &value[..end], value.len()),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.error, "detail": self.detail });
@@ -79,6 +88,7 @@ impl From<LogError> for ApiError {
                 "event_too_large",
                 err.to_string(),
             ),
+            LogError::EventTooDeep { .. } => Self::bad_request("event_too_deep", err.to_string()),
             LogError::InvalidGroupName { .. } => {
                 Self::bad_request("invalid_group_name", err.to_string())
             }
@@ -115,6 +125,7 @@ impl From<WriterError> for ApiError {
             ),
             WriterError::Log(log) => match log.as_ref() {
                 LogError::EventTooLarge { .. }
+                | LogError::EventTooDeep { .. }
                 | LogError::Unavailable { .. }
                 | LogError::OffsetOutOfRange { .. } => Self::from_log_ref(&log),
                 _ => Self::internal("append", log),
@@ -131,6 +142,7 @@ impl ApiError {
                 "event_too_large",
                 err.to_string(),
             ),
+            LogError::EventTooDeep { .. } => Self::bad_request("event_too_deep", err.to_string()),
             LogError::OffsetOutOfRange { .. } => {
                 Self::bad_request("offset_out_of_range", err.to_string())
             }
@@ -161,12 +173,25 @@ impl From<ControlError> for ApiError {
                 "shutting_down",
                 err.to_string(),
             ),
-            ControlError::Failed(message) if message.contains("out of range") => {
-                Self::bad_request("offset_out_of_range", message.clone())
+            ControlError::OffsetOutOfRange { .. } => {
+                Self::bad_request("offset_out_of_range", err.to_string())
             }
-            ControlError::Failed(message) if message.contains("failed again") => {
-                Self::new(StatusCode::CONFLICT, "replay_failed", message.clone())
+            ControlError::ReplayFailed { .. } => {
+                Self::new(StatusCode::CONFLICT, "replay_failed", err.to_string())
             }
+            ControlError::Undecodable { .. } => {
+                Self::new(StatusCode::CONFLICT, "undecodable_event", err.to_string())
+            }
+            ControlError::NoAnswer { .. } => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "group_busy",
+                err.to_string(),
+            ),
+            ControlError::Unavailable(_) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                format!("{err}; nothing changed"),
+            ),
             ControlError::Failed(message) => Self::internal("control", message),
         }
     }

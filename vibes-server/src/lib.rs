@@ -55,6 +55,8 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the token in {path} cannot be sent by a client ({reason}); fix or delete the file")]
+    BadToken { path: PathBuf, reason: String },
     #[error("the API server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -72,10 +74,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let data_dir = config.data_dir()?;
-    std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
+    private_data_dir(&data_dir)?;
     let token = token(&config, &data_dir)?;
     let opened = vibes_iggy::open(&config.backend_config(&data_dir)).await?;
     let backend = BackendInfo {
@@ -163,6 +162,31 @@ pub async fn run(
     served.map_err(ServerError::Serve)
 }
 
+/// Makes the data directory private to vibesd's user: the directory is
+/// 0700, and every file or directory vibesd (or SQLite, or a managed
+/// `iggy-server`) creates from here on is 0600 / 0700, like the token.
+fn private_data_dir(data_dir: &Path) -> Result<(), ServerError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    let failed = |source| ServerError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
+        .map_err(failed)?;
+    // A directory made before (or by hand) becomes private too.
+    if let Err(err) = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)) {
+        tracing::warn!(
+            path = %data_dir.display(),
+            "cannot make the data directory private (mode 0700): {err}"
+        );
+    }
+    Ok(())
+}
+
 /// The token: configured, else (beyond loopback) the one in the data
 /// directory, generated at the first start and readable by the owner only.
 fn token(config: &Config, data_dir: &Path) -> Result<Option<Arc<str>>, ServerError> {
@@ -178,7 +202,14 @@ fn token(config: &Config, data_dir: &Path) -> Result<Option<Arc<str>>, ServerErr
         source,
     };
     match std::fs::read_to_string(&path) {
-        Ok(token) if !token.trim().is_empty() => return Ok(Some(token.trim().into())),
+        Ok(token) if !token.trim().is_empty() => {
+            let token = token.trim();
+            config::check_token(token).map_err(|reason| ServerError::BadToken {
+                path: path.clone(),
+                reason,
+            })?;
+            return Ok(Some(token.into()));
+        }
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(failed(err)),

@@ -8,5 +8,6 @@ mod firehose;
 mod history;
 mod lifecycle;
 mod notifications;
+mod router;
 mod support;
 mod systemd;

@@ -81,7 +81,7 @@ use vibes_core::StoredEvent;
 
 use super::session::{RECONNECT_WINDOW, Session, call, is_transient};
 use super::{Connection, PARTITION, STREAM, TOPIC};
-use crate::log::{check_group_name, check_read, check_sizes, encode_batch, seek_target};
+use crate::log::{check_batch, check_group_name, check_read, encode_batch, seek_target};
 use crate::{
     BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, Record, SeekTo,
     StartPosition,
@@ -429,7 +429,7 @@ impl Inner {
 
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
         let encoded = encode_batch(&events);
-        check_sizes(&encoded, self.options.max_event_bytes)?;
+        check_batch(&encoded, self.options.max_event_bytes)?;
         let deadline = Instant::now() + RECONNECT_WINDOW;
         if events.is_empty() {
             let end = self.high_water_mark(&self.reader, deadline).await?;

@@ -1,8 +1,8 @@
 //! Status, health, consumer groups and dead letters.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use vibes_actors::group::{GroupSnapshot, GroupState};
 use vibes_iggy::{Offset, SeekTo};
 
+use crate::api::ApiPath;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -97,7 +98,7 @@ async fn groups(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiEr
 
 async fn group_action(
     State(state): State<AppState>,
-    Path((name, action)): Path<(String, String)>,
+    ApiPath((name, action)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     match action.as_str() {
         "pause" => state.supervisor.pause(&name).await?,
@@ -142,7 +143,7 @@ pub(super) fn seek_target(to: &Value) -> Result<SeekTo, ApiError> {
 
 async fn seek(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let bytes =
@@ -166,7 +167,7 @@ async fn dead_letters(State(state): State<AppState>) -> Result<Json<Value>, ApiE
 
 async fn dead_letter_action(
     State(state): State<AppState>,
-    Path((group, offset, action)): Path<(String, String, String)>,
+    ApiPath((group, offset, action)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let offset: Offset = offset.parse().map_err(|_| {
         ApiError::bad_request("invalid_offset", format!("{offset:?} is not an offset"))

@@ -47,6 +47,19 @@ fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    // Deeper than this cannot be an event (an array of events adds one
+    // level); the log checks each event's own depth exactly.
+    let depth = vibes_core::json_depth(bytes);
+    if depth > vibes_core::MAX_EVENT_DEPTH + 1 {
+        return Err(ApiError::bad_request(
+            "event_too_deep",
+            format!(
+                "the body nests {depth} levels of JSON objects and arrays; an event may nest \
+                 at most {}",
+                vibes_core::MAX_EVENT_DEPTH
+            ),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|err| {
         ApiError::bad_request("malformed_json", format!("the body is not JSON: {err}"))
     })

@@ -29,7 +29,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
@@ -80,10 +79,8 @@ enum Request {
 
 async fn connect(
     State(state): State<AppState>,
-    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    super::check_origin(&headers, state.config.bind)?;
     let upgrade = upgrade.map_err(not_a_websocket)?;
     let limit = state.config.limits.max_body_bytes;
     Ok(upgrade

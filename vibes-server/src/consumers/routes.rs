@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::chat_history::{ChatHistory, HistoryError};
 use super::sessions::{Collector, valid_session_id};
+use crate::api::ApiPath;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -109,7 +110,7 @@ async fn list_sessions(State(state): State<AppState>) -> Result<Json<Value>, Api
 
 async fn transcript(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     checked_id(&id)?;
     let collector = collector(&state)?;
@@ -133,7 +134,7 @@ struct PageQuery {
 
 async fn messages(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     page: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let page = query(page)?;

@@ -32,7 +32,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
@@ -217,11 +217,9 @@ pub(crate) fn not_a_websocket(rejection: WebSocketUpgradeRejection) -> ApiError 
 
 async fn firehose(
     State(state): State<AppState>,
-    headers: HeaderMap,
     query: Result<Query<FirehoseQuery>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    crate::api::check_origin(&headers, state.config.bind)?;
     let Query(query) =
         query.map_err(|err| ApiError::bad_request("invalid_query", err.body_text()))?;
     let filter = Filter::parse(query.types, query.session)?;
