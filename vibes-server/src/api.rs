@@ -18,7 +18,10 @@ mod origin;
 mod ws;
 
 use axum::Router;
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::state::AppState;
 
@@ -28,6 +31,7 @@ pub(crate) use origin::check as check_origin;
 /// The whole API, used by the daemon and by tests alike.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
+    let body_timeout = Duration::from_secs(state.config.limits.body_timeout_secs);
     Router::new()
         .merge(events::router())
         .merge(control::router())
@@ -38,6 +42,9 @@ pub fn app(state: AppState) -> Router {
             auth::require_token,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        // A body that stalls is answered 408 (see `events::body`), not
+        // waited for: a slow client holds a connection, not the daemon.
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .fallback(|| async {
             crate::error::ApiError::not_found("no_such_route", "no such route; see docs/api.md")
         })
