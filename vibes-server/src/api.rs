@@ -22,7 +22,10 @@ mod guard;
 mod ws;
 
 use axum::Router;
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::state::AppState;
 
@@ -33,6 +36,7 @@ pub(crate) use guard::valid_origin;
 /// The whole API, used by the daemon and by tests alike.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
+    let body_timeout = Duration::from_secs(state.config.limits.body_timeout_secs);
     Router::new()
         .merge(events::router())
         .merge(control::router())
@@ -58,5 +62,8 @@ pub fn app(state: AppState) -> Router {
             guard::guard,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        // A body that stalls is answered 408 (see `events::body`), not
+        // waited for: a slow client holds a connection, not the daemon.
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .with_state(state)
 }

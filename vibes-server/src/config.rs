@@ -117,6 +117,17 @@ pub struct Limits {
     /// they come; a client that falls further behind is disconnected (and
     /// told where to resume).
     pub firehose_buffer: usize,
+    /// The most client connections open at once, WebSockets included; one
+    /// more is answered 503 and closed. Keep it well below the process's
+    /// file limit (`ulimit -n`, `LimitNOFILE=`): the log needs files too.
+    pub max_connections: usize,
+    /// Seconds a client may take to send a request's head (request line
+    /// and headers), and an idle keep-alive connection may wait for its
+    /// next request, before vibesd closes the connection.
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may go without sending anything before
+    /// vibesd answers 408 and closes the connection.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -126,6 +137,9 @@ impl Default for Limits {
             max_body_bytes: 4 * 1024 * 1024,
             max_queued_events: LogWriterConfig::default().max_queued_events,
             firehose_buffer: 1024,
+            max_connections: 512,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
         }
     }
 }
@@ -297,6 +311,25 @@ impl Config {
                 1 << 20
             ));
         }
+        // Beyond these, a value is a typo, and a timer that far away would
+        // overflow the clock.
+        for (key, value, max) in [
+            (
+                "max_connections",
+                u64::try_from(self.limits.max_connections).unwrap_or(u64::MAX),
+                1 << 20,
+            ),
+            (
+                "header_timeout_secs",
+                self.limits.header_timeout_secs,
+                86_400,
+            ),
+            ("body_timeout_secs", self.limits.body_timeout_secs, 86_400),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(format!("limits.{key} {value} must be between 1 and {max}"));
+            }
+        }
         crate::consumers::notifications::check(&self.webhooks)?;
         Ok(())
     }
@@ -336,6 +369,16 @@ impl Config {
                 tcp_port: self.iggy.tcp_port,
                 server_env: Vec::new(),
             },
+        }
+    }
+
+    /// How the HTTP server treats its clients; `grace` is how long open
+    /// connections get at shutdown.
+    pub(crate) fn serve_limits(&self, grace: Duration) -> crate::serve::ServeLimits {
+        crate::serve::ServeLimits {
+            max_connections: self.limits.max_connections,
+            header_timeout: Duration::from_secs(self.limits.header_timeout_secs),
+            grace,
         }
     }
 
@@ -460,5 +503,19 @@ mod tests {
         assert!(!err.contains('\n'), "{err}");
         let err = Config::parse("[limits]\nmax_body = 3").unwrap_err();
         assert!(err.contains("max_body") && !err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn a_zero_connection_limit_or_timeout_is_refused_naming_the_key() {
+        for key in [
+            "max_connections",
+            "header_timeout_secs",
+            "body_timeout_secs",
+        ] {
+            let err = Config::parse(&format!("[limits]\n{key} = 0")).unwrap_err();
+            assert!(err.contains(&format!("limits.{key}")), "{err}");
+        }
+        let limits = Config::parse("").unwrap().limits;
+        assert!(limits.max_connections > 0 && limits.header_timeout_secs > 0);
     }
 }

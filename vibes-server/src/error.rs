@@ -66,7 +66,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if self.error == "body_too_large" {
+        if matches!(self.error, "body_too_large" | "body_timeout") {
             // The rest of the body was never read: the connection cannot
             // carry another request, and the client should not try.
             response

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod consumers;
 pub mod error;
+mod serve;
 pub mod state;
 mod systemd;
 
@@ -61,8 +62,15 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
-/// How long shutdown waits for WebSocket clients to be told and gone.
+/// How long shutdown waits for requests in flight to finish and for
+/// WebSocket clients to be told and gone; then their connections are
+/// closed.
 const CONNECTIONS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long shutdown waits for the LogWriter to drain and every group to
+/// commit. With [`CONNECTIONS_TIMEOUT`] this bounds SIGTERM-to-exit, well
+/// within the unit's `TimeoutStopSec=60`.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// The line vibesd logs once it listens; tests and scripts wait for it.
 pub const LISTENING: &str = "vibesd listening on";
@@ -125,6 +133,7 @@ pub async fn run(
         lifecycle,
     };
     let app = api::app(state.clone());
+    let limits = state.config.serve_limits(CONNECTIONS_TIMEOUT);
     tracing::info!(
         backend = %state.backend.kind,
         data_dir = %data_dir.display(),
@@ -134,18 +143,13 @@ pub async fn run(
     let watchdog = systemd::watchdog(supervisor.clone());
     // Only the router's copy of the state stays, and the connections'.
     drop(state);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // WebSocket connections outlive the HTTP server's shutdown.
-            let _ = stop.send(true);
-        })
-        .await;
+    let deadline = serve::serve(listener, app, limits, shutdown, &stop).await;
     systemd::stopping();
     watchdog.abort();
     // Let WebSocket clients say goodbye (and append their last events)
-    // while the LogWriter still takes appends.
-    if tokio::time::timeout(CONNECTIONS_TIMEOUT, connections_gone.recv())
+    // while the LogWriter still takes appends, within the same grace
+    // period as the HTTP connections.
+    if tokio::time::timeout_at(deadline, connections_gone.recv())
         .await
         .is_err()
     {
@@ -154,12 +158,20 @@ pub async fn run(
         );
     }
     tracing::info!("shutting down: draining appends, committing every group");
-    if let Err(err) = supervisor.shutdown().await {
-        tracing::error!("shutdown: {err}");
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        if let Err(err) = supervisor.shutdown().await {
+            tracing::error!("shutdown: {err}");
+        }
+        let _ = supervisor_done.await;
+    })
+    .await;
+    if drained.is_err() {
+        // Acknowledged appends are durable already; a group that did not
+        // commit re-reads its last batch at the next start.
+        tracing::error!("the actors did not stop within {DRAIN_TIMEOUT:?}; exiting without them");
     }
-    let _ = supervisor_done.await;
     tracing::info!("vibesd stopped");
-    served.map_err(ServerError::Serve)
+    Ok(())
 }
 
 /// Makes the data directory private to vibesd's user: the directory is

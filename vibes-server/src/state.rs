@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use serde::Serialize;
 use vibes_actors::LogWriterHandle;
 use vibes_actors::supervisor::SupervisorHandle;
@@ -30,6 +31,9 @@ pub struct AppState {
     /// wait until they have said goodbye.
     pub lifecycle: Lifecycle,
 }
+
+/// How long a WebSocket client gets to take its close frame.
+pub const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Shutdown, as long-lived connections (WebSockets) see it.
 ///
@@ -68,6 +72,12 @@ impl Lifecycle {
         // An error means the sender is gone: that is a shutdown too.
         let _ = self.stopping.wait_for(|stopping| *stopping).await;
     }
+}
+
+/// Sends a WebSocket its close frame, if the client takes it within
+/// [`GOODBYE_TIMEOUT`]: a client that does not read is not waited for.
+pub(crate) async fn goodbye(socket: &mut WebSocket, close: CloseFrame) {
+    let _ = tokio::time::timeout(GOODBYE_TIMEOUT, socket.send(Message::Close(Some(close)))).await;
 }
 
 impl std::fmt::Debug for AppState {

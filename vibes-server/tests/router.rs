@@ -106,11 +106,21 @@ pub(crate) fn get(path: &str) -> Request<Body> {
     request("GET", path).body(Body::empty()).unwrap()
 }
 
-pub(crate) fn post_json(path: &str, body: &Value) -> Request<Body> {
-    request("POST", path)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
+/// A request with `body`, its length said as a real client says it.
+fn with_body(
+    builder: axum::http::request::Builder,
+    content_type: &str,
+    body: String,
+) -> Request<Body> {
+    builder
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
         .unwrap()
+}
+
+pub(crate) fn post_json(path: &str, body: &Value) -> Request<Body> {
+    with_body(request("POST", path), "application/json", body.to_string())
 }
 
 /// Every route that reads or changes something, with a body it takes.
@@ -158,12 +168,9 @@ async fn cross_site_pages_cannot_write_read_or_control_the_loopback_daemon() {
         let build = || {
             let builder = request(method, path);
             match &body {
-                Some(body) => builder
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(body.to_string())),
-                None => builder.body(Body::empty()),
+                Some(body) => with_body(builder, "application/json", body.to_string()),
+                None => builder.body(Body::empty()).unwrap(),
             }
-            .unwrap()
         };
         let mut foreign = build();
         foreign
@@ -186,12 +193,11 @@ async fn cross_site_pages_cannot_write_read_or_control_the_loopback_daemon() {
             "{method} {path} through a rebound name: {answer}"
         );
         if method == "POST" {
-            let simple = request(method, path)
-                .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
-                .body(Body::from(
-                    body.as_ref().map_or("{}".into(), Value::to_string),
-                ))
-                .unwrap();
+            let simple = with_body(
+                request(method, path),
+                "text/plain;charset=UTF-8",
+                body.as_ref().map_or("{}".into(), Value::to_string),
+            );
             let (status, answer) = app.send(simple).await;
             assert_eq!(
                 (status, answer["error"].as_str()),

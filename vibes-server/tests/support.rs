@@ -22,6 +22,8 @@ pub(crate) struct Daemon {
     args: Vec<String>,
     /// Extra environment variables for vibesd, set after the defaults.
     env: Vec<(String, String)>,
+    /// The file descriptor limit (`ulimit -n`) vibesd runs under, if set.
+    nofile: Option<u32>,
     /// Every line vibesd wrote on stderr so far (filled by a thread).
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -46,6 +48,24 @@ impl Daemon {
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
                 .collect(),
+            nofile: None,
+            logs: Default::default(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Like [`Daemon::start`], with vibesd limited to `nofile` open files.
+    pub(crate) fn start_with_nofile(args: &[&str], nofile: u32) -> Self {
+        let temp = tempfile::tempdir().unwrap();
+        let mut daemon = Self {
+            child: None,
+            url: String::new(),
+            data_dir: temp.path().to_owned(),
+            _temp: Some(temp),
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            env: Vec::new(),
+            nofile: Some(nofile),
             logs: Default::default(),
         };
         daemon.spawn();
@@ -59,7 +79,20 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vibesd"));
+        let mut command = match self.nofile {
+            // The shell sets the limit and execs vibesd in its place, so the
+            // child's pid is vibesd's and signals reach it.
+            Some(nofile) => {
+                let mut shell = Command::new("sh");
+                shell
+                    .arg("-c")
+                    .arg("ulimit -n \"$0\" && exec \"$@\"")
+                    .arg(nofile.to_string())
+                    .arg(env!("CARGO_BIN_EXE_vibesd"));
+                shell
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vibesd")),
+        };
         command
             .arg("serve")
             .arg("--data-dir")

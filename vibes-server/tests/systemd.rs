@@ -30,6 +30,18 @@ fn the_unit_passes_systemd_analyze_verify() {
     ] {
         assert!(unit.contains(needed), "the unit lacks {needed:?}");
     }
+    // The connection cap leaves files for the log under the unit's limit.
+    let nofile: usize = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("LimitNOFILE="))
+        .expect("the unit sets LimitNOFILE=")
+        .parse()
+        .unwrap();
+    let cap = vibes_server::config::Limits::default().max_connections;
+    assert!(
+        nofile >= 2 * cap,
+        "LimitNOFILE={nofile} for {cap} connections"
+    );
     if Command::new("systemd-analyze")
         .arg("--version")
         .output()

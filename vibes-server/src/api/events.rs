@@ -40,10 +40,30 @@ fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
                 "body_too_large",
                 "the request body is over the configured limit (limits.max_body_bytes)",
             )
+        } else if timed_out(&rejection) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body stalled for longer than limits.body_timeout_secs; \
+                 send it whole, or raise the limit",
+            )
         } else {
             ApiError::new(status, "unreadable_body", rejection.body_text())
         }
     })
+}
+
+/// Whether the body failed because it stalled (tower-http's body timeout,
+/// somewhere in the rejection's causes).
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {

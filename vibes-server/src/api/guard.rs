@@ -42,10 +42,8 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
     if let Err(err) = check(request.headers(), config.bind, &config.allowed_origins) {
         return err.into_response();
     }
-    // What the connection says of the body (Content-Length, chunked), or
-    // what the headers do when the request was built in-process.
-    let has_body = axum::body::HttpBody::size_hint(request.body()).upper() != Some(0)
-        || declares_body(request.headers());
+    // An HTTP/1.1 request has a body only if its headers say so.
+    let has_body = declares_body(request.headers());
     if let Err(err) = check_content_type(request.headers(), has_body) {
         return err.into_response();
     }

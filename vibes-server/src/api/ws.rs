@@ -108,15 +108,14 @@ async fn client(state: AppState, mut socket: WebSocket) {
         .await
         .is_ok();
     let mut lifecycle = state.lifecycle.clone();
+    // Every wait on the client is cut short by shutdown: one that does not
+    // read its replies holds nothing up.
+    let mut stopping = false;
     while open {
         let received = tokio::select! {
             received = socket.recv() => received,
             () = lifecycle.stopping() => {
-                let close = CloseFrame {
-                    code: close_code::AWAY,
-                    reason: "vibesd is shutting down".into(),
-                };
-                let _ = socket.send(Message::Close(Some(close))).await;
+                stopping = true;
                 break;
             }
         };
@@ -132,10 +131,20 @@ async fn client(state: AppState, mut socket: WebSocket) {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(_)) | Err(_)) | None => break,
         };
-        open = socket
-            .send(Message::Text(reply.to_string().into()))
-            .await
-            .is_ok();
+        open = tokio::select! {
+            sent = socket.send(Message::Text(reply.to_string().into())) => sent.is_ok(),
+            () = lifecycle.stopping() => {
+                stopping = true;
+                break;
+            }
+        };
+    }
+    if stopping {
+        let close = CloseFrame {
+            code: close_code::AWAY,
+            reason: "vibesd is shutting down".into(),
+        };
+        crate::state::goodbye(&mut socket, close).await;
     }
     let gone = VibesEvent::ClientDisconnected {
         client_id: client_id.clone(),

@@ -275,14 +275,26 @@ struct Pump {
 
 impl Pump {
     async fn run(mut self, mut socket: WebSocket, live: broadcast::Sender<Arc<LiveFrame>>) {
-        let Err(Stop::Close(code, reason)) = self.serve(&mut socket, live).await else {
-            return;
+        // Shutdown cuts short whatever the pump waits for, a client that
+        // does not read included.
+        let mut lifecycle = self.lifecycle.clone();
+        let served = tokio::select! {
+            served = self.serve(&mut socket, live) => Some(served),
+            () = lifecycle.stopping() => None,
+        };
+        let (code, reason) = match served {
+            Some(Ok(()) | Err(Stop::Gone)) => return,
+            Some(Err(Stop::Close(code, reason))) => (code, reason),
+            None => (
+                close_code::AWAY,
+                format!("vibesd is shutting down; reconnect with from={}", self.next),
+            ),
         };
         let close = CloseFrame {
             code,
             reason: reason.into(),
         };
-        let _ = socket.send(Message::Close(Some(close))).await;
+        crate::state::goodbye(&mut socket, close).await;
     }
 
     async fn serve(
@@ -313,12 +325,6 @@ impl Pump {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(Stop::Gone),
                     Some(Ok(_)) => {}
                 },
-                () = self.lifecycle.stopping() => {
-                    return Err(Stop::Close(
-                        close_code::AWAY,
-                        format!("vibesd is shutting down; reconnect with from={}", self.next),
-                    ));
-                }
             }
         }
     }
