@@ -37,7 +37,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open the event log: {0}")]
+    /// The log's own error says what failed (a full disk creating the file
+    /// is not a corrupt log); it is printed once, as the cause.
+    #[error("cannot open the event log")]
     Log(#[from] vibes_iggy::LogError),
     #[error(transparent)]
     Consumer(#[from] consumers::ConsumerError),
