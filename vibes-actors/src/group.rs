@@ -460,14 +460,14 @@ impl Actor for ConsumerGroup {
         };
         if let Some((offset, attempts, error)) = args.quarantine {
             // Only if the group has not moved past it in the meantime.
-            if offset >= state.consumer.position() {
-                if let Err(stalled) = self.give_up(&mut state, offset, attempts, error).await {
-                    if !stalled.error.is_transient() {
-                        return Err(stalled.error.into());
-                    }
-                    // The first step redoes it.
-                    state.repair = stalled.repair;
+            if offset >= state.consumer.position()
+                && let Err(stalled) = self.give_up(&mut state, offset, attempts, error).await
+            {
+                if !stalled.error.is_transient() {
+                    return Err(stalled.error.into());
                 }
+                // The first step redoes it.
+                state.repair = stalled.repair;
             }
         }
         state.metrics.set_state(if state.paused {

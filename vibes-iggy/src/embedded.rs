@@ -196,10 +196,12 @@ fn opening(path: &Path, action: &'static str, err: rusqlite::Error) -> LogError 
             path: path.to_owned(),
             reason: err.to_string(),
         },
+        // SQLite's own sentence ("database or disk is full"), once: the
+        // error's source only repeats it with a code.
         _ => LogError::Storage {
             action,
             path: path.to_owned(),
-            source: Box::new(err),
+            source: err.to_string().into(),
         },
     }
 }

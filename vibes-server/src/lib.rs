@@ -31,7 +31,7 @@ use crate::state::{AppState, BackendInfo, IggyInfo};
 pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}")]
     DataDir {
         path: PathBuf,
         #[source]
@@ -45,13 +45,13 @@ pub enum ServerError {
     Consumer(#[from] consumers::ConsumerError),
     #[error("cannot start the actors: {0}")]
     Actors(String),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         address: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot keep the token in {path}: {source}")]
+    #[error("cannot keep the token in {path}")]
     Token {
         path: PathBuf,
         #[source]
