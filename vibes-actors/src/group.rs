@@ -15,7 +15,7 @@
 //!   append is not the handler's fault: the group keeps its actor, shows
 //!   `backing_off` with the failure as its `last_error`, and tries the same
 //!   step again after `storage_retry` back-off, first redoing what the
-//!   failure left undone (a [`Repair`]). Nothing is skipped or
+//!   failure left undone (a `Repair`). Nothing is skipped or
 //!   dead-lettered for it, and no restart is spent; it is `running` again
 //!   once the storage works. Any other log error fails the actor.
 //! - A handler panic fails the actor; its Supervisor restarts it. Before
