@@ -10,6 +10,14 @@
 //!   with back-off; after `max_attempts` failures in a row the event is
 //!   dead-lettered and the group moves on. A record that does not decode is
 //!   dead-lettered at once.
+//! - A storage failure (a transient [`LogError`], see
+//!   [`LogError::is_transient`]) in a poll, commit, seek or dead-letter
+//!   append is not the handler's fault: the group keeps its actor, shows
+//!   `backing_off` with the failure as its `last_error`, and tries the same
+//!   step again after `storage_retry` back-off, first redoing what the
+//!   failure left undone (a `Repair`). Nothing is skipped or
+//!   dead-lettered for it, and no restart is spent; it is `running` again
+//!   once the storage works. Any other log error fails the actor.
 //! - A handler panic fails the actor; its Supervisor restarts it. Before
 //!   each handler call the batch's offsets are published in the group's
 //!   metrics, so the Supervisor knows which offsets were in flight: a
@@ -51,6 +59,9 @@ pub struct GroupConfig {
     pub max_attempts: u32,
     /// The delays between those attempts.
     pub retry: Backoff,
+    /// The delays between tries of a step the storage under the log failed
+    /// (a full disk, an I/O error): the group waits, it does not fail.
+    pub storage_retry: Backoff,
     /// When and how often the Supervisor restarts the group.
     pub restart: RestartPolicy,
 }
@@ -69,10 +80,17 @@ impl GroupConfig {
                 min: Duration::from_millis(50),
                 max: Duration::from_secs(5),
             },
+            storage_retry: Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+            },
             restart: RestartPolicy::default(),
         }
     }
 }
+
+/// How long a `failed` group waits before it is tried again, by default.
+pub const DEFAULT_FAILED_COOLDOWN: Duration = Duration::from_secs(300);
 
 /// When the Supervisor restarts a failed group, and when it gives up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +98,13 @@ pub struct RestartPolicy {
     /// Delays before restarts (about 100 ms up to 30 s).
     pub backoff: Backoff,
     /// More than this many restarts within `window` marks the group
-    /// `failed` and leaves it stopped until an operator restarts it.
+    /// `failed` and leaves it stopped for `cooldown`, or until an operator
+    /// restarts it.
     pub max_restarts: usize,
     pub window: Duration,
+    /// How long a `failed` group stays stopped before it is tried again
+    /// (with a fresh restart window).
+    pub cooldown: Duration,
     /// Restarts in a row that crash at the same offset before that event is
     /// dead-lettered.
     pub crash_loop_limit: u32,
@@ -97,6 +119,7 @@ impl Default for RestartPolicy {
             },
             max_restarts: 10,
             window: Duration::from_secs(60),
+            cooldown: DEFAULT_FAILED_COOLDOWN,
             crash_loop_limit: 3,
         }
     }
@@ -126,9 +149,11 @@ pub enum GroupState {
     Running,
     /// Paused by an operator: polls nothing until resumed.
     Paused,
-    /// Waiting to retry a failed event, or to be restarted.
+    /// Waiting to retry a failed event or a step the storage failed, or to
+    /// be restarted.
     BackingOff,
-    /// Restarted too often; stopped until an operator restarts it.
+    /// Restarted too often; stopped until its cool-down is over or an
+    /// operator restarts it.
     Failed,
     Stopped,
 }
@@ -330,6 +355,64 @@ pub struct ConsumerGroupState {
     failures: Option<(Offset, u32)>,
     /// A retry is scheduled: steps before it are ignored.
     backing_off: bool,
+    /// What a storage failure left undone, redone before the next poll.
+    repair: Option<Repair>,
+    /// Steps in a row the storage failed (0: it works).
+    storage_failures: u32,
+}
+
+/// What a step the storage failed left undone. At-least-once holds either
+/// way: a repair never marks as done an event that was not handled, and at
+/// worst hands some to the handler again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Repair {
+    /// Commit this offset; the group already reads past it.
+    Commit(Offset),
+    /// Read from this offset next, everything before it done.
+    Seek(Offset),
+    /// Write this dead letter, then read from the offset after it.
+    DeadLetter {
+        offset: Offset,
+        attempts: u32,
+        error: String,
+    },
+}
+
+/// A step the log stopped: the error, and what is left to redo if it passes.
+#[derive(Debug)]
+struct Stalled {
+    error: LogError,
+    repair: Option<Repair>,
+}
+
+impl Stalled {
+    fn redo(repair: Repair) -> impl FnOnce(LogError) -> Self {
+        move |error| Self {
+            error,
+            repair: Some(repair),
+        }
+    }
+}
+
+impl From<LogError> for Stalled {
+    fn from(error: LogError) -> Self {
+        Self {
+            error,
+            repair: None,
+        }
+    }
+}
+
+/// An error with its causes, `outer: cause: cause`, for `last_error`.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl std::fmt::Debug for ConsumerGroupState {
@@ -339,6 +422,8 @@ impl std::fmt::Debug for ConsumerGroupState {
             .field("paused", &self.paused)
             .field("careful_until", &self.careful_until)
             .field("failures", &self.failures)
+            .field("repair", &self.repair)
+            .field("storage_failures", &self.storage_failures)
             .finish_non_exhaustive()
     }
 }
@@ -372,11 +457,19 @@ impl Actor for ConsumerGroup {
             careful_until: args.careful.map(|range| *range.end()),
             failures: None,
             backing_off: false,
+            repair: None,
+            storage_failures: 0,
         };
         if let Some((offset, attempts, error)) = args.quarantine {
             // Only if the group has not moved past it in the meantime.
-            if offset >= state.consumer.position() {
-                self.give_up(&mut state, offset, attempts, error).await?;
+            if offset >= state.consumer.position()
+                && let Err(stalled) = self.give_up(&mut state, offset, attempts, error).await
+            {
+                if !stalled.error.is_transient() {
+                    return Err(stalled.error.into());
+                }
+                // The first step redoes it.
+                state.repair = stalled.repair;
             }
         }
         state.metrics.set_state(if state.paused {
@@ -396,17 +489,34 @@ impl Actor for ConsumerGroup {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ConsumerGroupMsg::Step => {
-                if std::mem::take(&mut state.backing_off) && !state.paused {
+                // After a storage failure it shows `backing_off` until a
+                // step works again.
+                if std::mem::take(&mut state.backing_off)
+                    && !state.paused
+                    && state.storage_failures == 0
+                {
                     state.metrics.set_state(GroupState::Running);
                 }
                 if state.paused {
                     // The chain of steps ends here; Resume starts a new one.
                     return Ok(());
                 }
-                if self.step(state).await? {
-                    myself.cast(ConsumerGroupMsg::Step)?;
-                } else {
-                    self.back_off(&myself, state);
+                match self.step(state).await {
+                    Ok(go_on) => {
+                        self.storage_works(state);
+                        if go_on {
+                            myself.cast(ConsumerGroupMsg::Step)?;
+                        } else {
+                            self.back_off(&myself, state);
+                        }
+                    }
+                    Err(stalled) if stalled.error.is_transient() => {
+                        self.storage_back_off(&myself, state, stalled);
+                    }
+                    // Not the storage: the log refused something it should
+                    // not have been asked, or is damaged. A restart starts
+                    // over from the committed offset.
+                    Err(stalled) => return Err(stalled.error.into()),
                 }
             }
             ConsumerGroupMsg::Pause(reply) => {
@@ -417,7 +527,11 @@ impl Actor for ConsumerGroup {
             ConsumerGroupMsg::Resume(reply) => {
                 if state.paused {
                     state.paused = false;
-                    state.metrics.set_state(GroupState::Running);
+                    state.metrics.set_state(if state.storage_failures > 0 {
+                        GroupState::BackingOff
+                    } else {
+                        GroupState::Running
+                    });
                     if !state.backing_off {
                         myself.cast(ConsumerGroupMsg::Step)?;
                     }
@@ -430,6 +544,8 @@ impl Actor for ConsumerGroup {
                     let position = *position;
                     state.failures = None;
                     state.careful_until = None;
+                    // The group is where the operator put it now.
+                    state.repair = None;
                     self.moved(state, position);
                 }
                 // The caller may have given up waiting; the seek stands.
@@ -456,9 +572,13 @@ impl Actor for ConsumerGroup {
 }
 
 impl ConsumerGroup {
-    /// One poll → handle → commit. `Ok(true)`: go on at once; `Ok(false)`:
-    /// an event failed and the next step waits for the retry back-off.
-    async fn step(&self, state: &mut ConsumerGroupState) -> Result<bool, ActorProcessingErr> {
+    /// Redoes what a storage failure left undone, then one poll → handle →
+    /// commit. `Ok(true)`: go on at once; `Ok(false)`: an event failed and
+    /// the next step waits for the retry back-off.
+    async fn step(&self, state: &mut ConsumerGroupState) -> Result<bool, Stalled> {
+        if let Some(repair) = state.repair.take() {
+            self.repair(state, repair).await?;
+        }
         let position = state.consumer.position();
         let max = match state.careful_until {
             Some(until) if position <= until => 1,
@@ -468,6 +588,7 @@ impl ConsumerGroup {
             }
             None => self.config.batch_size,
         };
+        // A failed poll moved nothing: the step is simply tried again.
         let records = state.consumer.poll(max, self.config.poll_timeout).await?;
         let mut batch: Vec<Delivery> = Vec::with_capacity(records.len());
         for record in records {
@@ -497,7 +618,7 @@ impl ConsumerGroup {
         &self,
         state: &mut ConsumerGroupState,
         batch: &[Delivery],
-    ) -> Result<bool, ActorProcessingErr> {
+    ) -> Result<bool, Stalled> {
         let (Some((first, _)), Some((last, _))) = (batch.first(), batch.last()) else {
             return Ok(true);
         };
@@ -511,14 +632,21 @@ impl ConsumerGroup {
             Handled::All => {
                 self.count_handled(state, batch.len());
                 state.failures = None;
-                self.commit(state, last).await?;
+                self.commit(state, last)
+                    .await
+                    .map_err(Stalled::redo(resume_at(state, last + 1)))?;
                 Ok(true)
             }
             Handled::UpTo(done) => {
                 self.count_handled(state, batch.len());
                 state.failures = None;
-                if let Some(done) = done {
-                    self.commit(state, done.min(last)).await?;
+                if let Some(done) = done.map(|done| done.min(last)) {
+                    // Redone as a seek when more of the poll is left, the
+                    // events the handler holds unflushed are handed to it
+                    // again: at least once, never lost.
+                    self.commit(state, done)
+                        .await
+                        .map_err(Stalled::redo(resume_at(state, done + 1)))?;
                 }
                 Ok(true)
             }
@@ -548,12 +676,16 @@ impl ConsumerGroup {
                     state.failures = None;
                     self.give_up(state, offset, attempts, error).await?;
                     // The events after it in this batch are read again.
-                    self.seek(state, offset + 1).await?;
+                    self.seek(state, offset + 1)
+                        .await
+                        .map_err(Stalled::redo(Repair::Seek(offset + 1)))?;
                     Ok(true)
                 } else {
                     state.failures = Some((offset, attempts));
                     // Done up to the failed event; read it again next.
-                    self.seek(state, offset).await?;
+                    self.seek(state, offset)
+                        .await
+                        .map_err(Stalled::redo(Repair::Seek(offset)))?;
                     Ok(false)
                 }
             }
@@ -568,11 +700,7 @@ impl ConsumerGroup {
     }
 
     /// Commits `offset` unless the group is already past it.
-    async fn commit(
-        &self,
-        state: &mut ConsumerGroupState,
-        offset: Offset,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn commit(&self, state: &mut ConsumerGroupState, offset: Offset) -> Result<(), LogError> {
         if state.metrics.committed().is_some_and(|done| done >= offset) {
             return Ok(());
         }
@@ -585,11 +713,7 @@ impl ConsumerGroup {
         Ok(())
     }
 
-    async fn seek(
-        &self,
-        state: &mut ConsumerGroupState,
-        offset: Offset,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn seek(&self, state: &mut ConsumerGroupState, offset: Offset) -> Result<(), LogError> {
         let position = state.consumer.seek(SeekTo::Offset(offset)).await?;
         self.moved(state, position);
         Ok(())
@@ -610,29 +734,82 @@ impl ConsumerGroup {
         offset: Offset,
         attempts: u32,
         error: String,
-    ) -> Result<(), ActorProcessingErr> {
-        tracing::error!(
-            group = %self.config.name, offset, attempts, %error,
-            "event dead-lettered"
-        );
+    ) -> Result<(), Stalled> {
+        self.write_dead_letter(state, offset, attempts, error)
+            .await?;
+        if offset >= state.consumer.position() {
+            self.seek(state, offset + 1)
+                .await
+                .map_err(Stalled::redo(Repair::Seek(offset + 1)))
+        } else {
+            // The rest of this poll is not handled yet: if the commit
+            // fails, it is read again.
+            self.commit(state, offset)
+                .await
+                .map_err(Stalled::redo(resume_at(state, offset + 1)))
+        }
+    }
+
+    /// Appends the `dead_letter` event for `offset`; the group has not
+    /// moved past it yet.
+    async fn write_dead_letter(
+        &self,
+        state: &mut ConsumerGroupState,
+        offset: Offset,
+        attempts: u32,
+        error: String,
+    ) -> Result<(), Stalled> {
         let event = VibesEvent::DeadLetter {
             group: self.config.name.clone(),
             offset,
             error: error.clone(),
             attempts,
         };
-        state.log.append(StoredEvent::new(event.clone())).await?;
+        if let Err(err) = state.log.append(StoredEvent::new(event.clone())).await {
+            return Err(Stalled {
+                error: err,
+                repair: Some(Repair::DeadLetter {
+                    offset,
+                    attempts,
+                    error,
+                }),
+            });
+        }
+        tracing::error!(
+            group = %self.config.name, offset, attempts, %error,
+            "event dead-lettered"
+        );
         state.dead_letters.apply(&event);
         state.metrics.dead_letters.fetch_add(1, Ordering::Relaxed);
         state
             .metrics
             .set_last_error(format!("offset {offset} dead-lettered: {error}"));
-        if offset >= state.consumer.position() {
-            self.seek(state, offset + 1).await?;
-        } else {
-            self.commit(state, offset).await?;
-        }
         Ok(())
+    }
+
+    /// Redoes what a storage failure left undone; if the storage fails
+    /// again, what is still undone.
+    async fn repair(&self, state: &mut ConsumerGroupState, repair: Repair) -> Result<(), Stalled> {
+        match repair {
+            Repair::Commit(offset) => self
+                .commit(state, offset)
+                .await
+                .map_err(Stalled::redo(Repair::Commit(offset))),
+            Repair::Seek(offset) => self
+                .seek(state, offset)
+                .await
+                .map_err(Stalled::redo(Repair::Seek(offset))),
+            Repair::DeadLetter {
+                offset,
+                attempts,
+                error,
+            } => {
+                self.write_dead_letter(state, offset, attempts, error)
+                    .await?;
+                let next = resume_at(state, offset + 1);
+                Box::pin(self.repair(state, next)).await
+            }
+        }
     }
 
     /// Hands one dead letter to the handler again; on success records that
@@ -690,5 +867,55 @@ impl ConsumerGroup {
             state.metrics.set_state(GroupState::BackingOff);
         }
         myself.send_after(delay, || ConsumerGroupMsg::Step);
+    }
+
+    /// A step worked: if the storage had failed, it works again.
+    fn storage_works(&self, state: &mut ConsumerGroupState) {
+        let failures = std::mem::take(&mut state.storage_failures);
+        if failures > 0 {
+            tracing::info!(
+                group = %self.config.name, failures,
+                "the log works again; consumer group resumed"
+            );
+            if !state.paused && !state.backing_off {
+                state.metrics.set_state(GroupState::Running);
+            }
+        }
+    }
+
+    /// The storage failed a step: keep what is left to redo, and try again
+    /// after the storage back-off. The actor does not fail, so no restart
+    /// is spent on a full disk.
+    fn storage_back_off(
+        &self,
+        myself: &ActorRef<ConsumerGroupMsg>,
+        state: &mut ConsumerGroupState,
+        stalled: Stalled,
+    ) {
+        if stalled.repair.is_some() {
+            state.repair = stalled.repair;
+        }
+        state.storage_failures = state.storage_failures.saturating_add(1);
+        let delay = self.config.storage_retry.delay(state.storage_failures);
+        let error = with_causes(&stalled.error);
+        tracing::warn!(
+            group = %self.config.name, %error, ?delay, failures = state.storage_failures,
+            "the log failed; consumer group retries after back-off"
+        );
+        state.metrics.set_last_error(format!("storage: {error}"));
+        state.backing_off = true;
+        if !state.paused {
+            state.metrics.set_state(GroupState::BackingOff);
+        }
+        myself.send_after(delay, || ConsumerGroupMsg::Step);
+    }
+}
+
+/// How to get back to reading `next` with everything before it done: a
+/// commit if the group already reads there, else a seek back to it.
+fn resume_at(state: &ConsumerGroupState, next: Offset) -> Repair {
+    match next.checked_sub(1) {
+        Some(done) if next == state.consumer.position() => Repair::Commit(done),
+        _ => Repair::Seek(next),
     }
 }

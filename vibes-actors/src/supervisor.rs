@@ -7,8 +7,11 @@
 //!   one fails (a handler panic, or the log failing under it), it is
 //!   respawned after an exponential back-off with jitter; more than
 //!   `max_restarts` restarts within `window` marks it `failed` and leaves it
-//!   stopped until an operator restarts it. A child's failure never stops
-//!   the Supervisor: every error in handling one is logged, not returned.
+//!   stopped for its `cooldown` (then it is tried again, with a fresh
+//!   window) or until an operator restarts it. A child's failure never
+//!   stops the Supervisor: every error in handling one is logged, not
+//!   returned. (A failing disk is not a child's failure: a group backs off
+//!   by itself and never fails for it.)
 //! - Crash loops: the offsets a group had in flight when it crashed are
 //!   handled one at a time after the restart; an offset that crashes it on
 //!   `crash_loop_limit` restarts in a row is dead-lettered by the next one.
@@ -184,6 +187,13 @@ pub enum SupervisorMsg {
     /// Sent to itself when a group's back-off is over. A respawn whose
     /// generation is stale (an operator acted since) is ignored.
     Respawn {
+        group: String,
+        generation: u64,
+    },
+    /// Sent to itself when a `failed` group's cool-down is over: it is
+    /// started again with a fresh restart window, unless an operator acted
+    /// since (a stale generation).
+    CooledDown {
         group: String,
         generation: u64,
     },
@@ -491,6 +501,19 @@ impl Actor for Supervisor {
                     self.spawn(&myself, state, &group).await;
                 }
             }
+            SupervisorMsg::CooledDown { group, generation } => {
+                let Some(entry) = state.groups.get_mut(&group) else {
+                    return Ok(());
+                };
+                if entry.generation == generation && entry.actor.is_none() && !state.shutting_down {
+                    entry.restarts.clear();
+                    tracing::warn!(
+                        group = %group,
+                        "failed consumer group's cool-down is over: starting it again"
+                    );
+                    self.spawn(&myself, state, &group).await;
+                }
+            }
             SupervisorMsg::Writer(reply) => {
                 let _ = reply.send(state.writer.clone());
             }
@@ -664,9 +687,18 @@ impl Supervisor {
                 group = %name,
                 restarts = entry.restarts.len(),
                 window = ?policy.window,
-                "consumer group restarted too often: failed, until an operator restarts it"
+                cooldown = ?policy.cooldown,
+                "consumer group restarted too often: failed, until its cool-down is over or \
+                 an operator restarts it"
             );
             entry.metrics.set_state(GroupState::Failed);
+            entry.generation += 1;
+            let generation = entry.generation;
+            let group = name.to_owned();
+            myself.send_after(policy.cooldown, move || SupervisorMsg::CooledDown {
+                group,
+                generation,
+            });
             return;
         }
         let delay = policy.backoff.delay(entry.restarts.len() as u32);

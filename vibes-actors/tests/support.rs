@@ -235,6 +235,7 @@ pub(crate) fn fast_group(name: &str, script: &Arc<Script>) -> GroupSpec {
         },
         max_restarts: 1000,
         window: Duration::from_secs(60),
+        cooldown: Duration::from_secs(300),
         crash_loop_limit: 3,
     };
     GroupSpec {

@@ -3,6 +3,7 @@
 // A failed unwrap is a failed test, with the error in its message.
 #![allow(clippy::unwrap_used)]
 
+mod storage;
 mod supervisor;
 mod support;
 mod writer;

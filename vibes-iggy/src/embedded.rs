@@ -80,23 +80,26 @@ struct Inner {
 
 impl EmbeddedLog {
     /// Opens (or creates) the log in `data_dir`.
+    ///
+    /// A file or directory that cannot be created or written (a full disk,
+    /// a read-only data directory) is [`LogError::Storage`], naming what
+    /// failed; only a file that is not this log is [`LogError::Corrupt`].
     pub fn open(data_dir: &Path, options: LogOptions) -> Result<Self, LogError> {
         let path = data_dir.join(FILE_NAME);
-        let unavailable = |action, err: std::io::Error| {
-            LogError::unavailable(
-                BackendKind::Embedded,
-                action,
-                format!("{}: {err}", data_dir.display()),
-            )
+        let io = |action, path: &Path, err: std::io::Error| LogError::Storage {
+            action,
+            path: path.to_owned(),
+            source: err.into(),
         };
         fs::create_dir_all(data_dir)
-            .map_err(|err| unavailable("create the data directory", err))?;
-        let lock = File::create(data_dir.join(format!("{FILE_NAME}.lock")))
-            .map_err(|err| unavailable("create the lock file", err))?;
+            .map_err(|err| io("create the data directory", data_dir, err))?;
+        let lock_path = data_dir.join(format!("{FILE_NAME}.lock"));
+        let lock =
+            File::create(&lock_path).map_err(|err| io("create the lock file", &lock_path, err))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(LogError::Locked { path }),
-            Err(TryLockError::Error(err)) => return Err(unavailable("lock the log", err)),
+            Err(TryLockError::Error(err)) => return Err(io("lock", &lock_path, err)),
         }
 
         let writer = open_connection(&path, true)?;
@@ -107,7 +110,7 @@ impl EmbeddedLog {
                 |row| row.get::<_, i64>(0),
             )
             .map(|next| next as Offset)
-            .map_err(|err| corrupt(&path, err))?;
+            .map_err(|err| opening(&path, "read the event log", err))?;
         tracing::info!(path = %path.display(), high_water_mark, "embedded log open");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -131,10 +134,22 @@ impl EmbeddedLog {
 /// checks the schema.
 fn open_connection(path: &Path, writer: bool) -> Result<Connection, LogError> {
     let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // What a failure stops: a new log is created (its first write is the
+    // WAL header and the schema), an old one opened and brought up to date.
+    let (open, setup_schema) = if !writer {
+        (
+            "open a reader of the event log",
+            "open a reader of the event log",
+        )
+    } else if path.exists() {
+        ("open the event log", "migrate the event log")
+    } else {
+        ("create the event log", "create the event log")
+    };
     if writer {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let conn = Connection::open_with_flags(path, flags).map_err(|err| corrupt(path, err))?;
+    let conn = Connection::open_with_flags(path, flags).map_err(|err| opening(path, open, err))?;
     let setup = || -> rusqlite::Result<()> {
         // Another connection may hold the write lock for a moment (a
         // checkpoint); wait for it rather than fail.
@@ -150,11 +165,11 @@ fn open_connection(path: &Path, writer: bool) -> Result<Connection, LogError> {
         conn.pragma_update(None, "synchronous", "FULL")?;
         Ok(())
     };
-    setup().map_err(|err| corrupt(path, err))?;
+    setup().map_err(|err| opening(path, setup_schema, err))?;
     if writer {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(|err| corrupt(path, err))?;
+            .map_err(|err| opening(path, open, err))?;
         if version > SCHEMA_VERSION {
             return Err(LogError::Corrupt {
                 path: path.to_owned(),
@@ -166,15 +181,28 @@ fn open_connection(path: &Path, writer: bool) -> Result<Connection, LogError> {
         }
         conn.execute_batch(SCHEMA)
             .and_then(|()| conn.pragma_update(None, "user_version", SCHEMA_VERSION))
-            .map_err(|err| corrupt(path, err))?;
+            .map_err(|err| opening(path, setup_schema, err))?;
     }
     Ok(conn)
 }
 
-fn corrupt(path: &Path, err: rusqlite::Error) -> LogError {
-    LogError::Corrupt {
-        path: path.to_owned(),
-        reason: err.to_string(),
+/// A failure while opening: [`LogError::Corrupt`] only when SQLite says the
+/// file is not a sound database; anything else (a full disk, no
+/// permission, an I/O error) is a storage failure that names the action.
+fn opening(path: &Path, action: &'static str, err: rusqlite::Error) -> LogError {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => LogError::Corrupt {
+            path: path.to_owned(),
+            reason: err.to_string(),
+        },
+        // SQLite's own sentence ("database or disk is full"), once: the
+        // error's source only repeats it with a code.
+        _ => LogError::Storage {
+            action,
+            path: path.to_owned(),
+            source: err.to_string().into(),
+        },
     }
 }
 

@@ -63,6 +63,17 @@ pub enum LogError {
     #[error("the log in {path} is unreadable: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 
+    /// The backend could not write (or read) its files while opening the
+    /// log: a full disk, a data directory that is not writable. The stored
+    /// log itself may be fine; once the cause is gone it opens again.
+    #[error("cannot {action} {path}")]
+    Storage {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// The backend could not do the operation; nothing was acknowledged.
     #[error("{backend} log unavailable while trying to {action}")]
     Unavailable {
@@ -95,6 +106,14 @@ impl LogError {
             },
             other => other,
         }
+    }
+
+    /// Whether the failure is in the storage under the log (a full disk, an
+    /// I/O error, a busy database, a lost connection) and may pass by
+    /// itself: the same operation, tried again later, can succeed. Every
+    /// other error says something about the request or the stored data.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. } | Self::Storage { .. })
     }
 
     pub(crate) fn unavailable(

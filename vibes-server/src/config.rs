@@ -80,6 +80,7 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub limits: Limits,
     pub iggy: IggySection,
+    pub supervisor: SupervisorSection,
     /// Per built-in group settings, by group name.
     pub groups: BTreeMap<String, GroupSection>,
     pub webhooks: Vec<Webhook>,
@@ -97,6 +98,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             limits: Limits::default(),
             iggy: IggySection::default(),
+            supervisor: SupervisorSection::default(),
             groups: BTreeMap::new(),
             webhooks: Vec::new(),
         }
@@ -158,6 +160,27 @@ pub struct IggySection {
     pub tcp_port: u16,
 }
 
+/// The longest cool-down a `failed` group may be given: a week.
+const MAX_FAILED_COOLDOWN_SECS: u64 = 7 * 24 * 3600;
+
+/// How the Supervisor treats every group (a group's own section may
+/// override it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisorSection {
+    /// Seconds a group marked `failed` (restarted too often) stays stopped
+    /// before it is started again by itself.
+    pub failed_cooldown_secs: u64,
+}
+
+impl Default for SupervisorSection {
+    fn default() -> Self {
+        Self {
+            failed_cooldown_secs: vibes_actors::group::DEFAULT_FAILED_COOLDOWN.as_secs(),
+        }
+    }
+}
+
 /// Settings of one consumer group.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -165,6 +188,8 @@ pub struct GroupSection {
     pub batch_size: Option<usize>,
     pub poll_timeout_ms: Option<u64>,
     pub max_attempts: Option<u32>,
+    /// Overrides `supervisor.failed_cooldown_secs` for this group.
+    pub failed_cooldown_secs: Option<u64>,
     /// Leave the group out entirely.
     pub disabled: bool,
     /// `session-collector` only: seconds without an event after which an
@@ -296,6 +321,25 @@ impl Config {
                 _ => {}
             }
         }
+        let cooldowns = self
+            .groups
+            .iter()
+            .filter_map(|(name, section)| {
+                section
+                    .failed_cooldown_secs
+                    .map(|secs| (format!("groups.{name}.failed_cooldown_secs"), secs))
+            })
+            .chain([(
+                "supervisor.failed_cooldown_secs".to_owned(),
+                self.supervisor.failed_cooldown_secs,
+            )]);
+        for (key, secs) in cooldowns {
+            if !(1..=MAX_FAILED_COOLDOWN_SECS).contains(&secs) {
+                return Err(format!(
+                    "{key} {secs} must be between 1 and {MAX_FAILED_COOLDOWN_SECS} (a week)"
+                ));
+            }
+        }
         for webhook in &self.webhooks {
             if !webhook.url.starts_with("http://") && !webhook.url.starts_with("https://") {
                 return Err(format!(
@@ -408,6 +452,11 @@ impl Config {
         if let Some(attempts) = section.max_attempts {
             config.max_attempts = attempts;
         }
+        config.restart.cooldown = Duration::from_secs(
+            section
+                .failed_cooldown_secs
+                .unwrap_or(self.supervisor.failed_cooldown_secs),
+        );
         Some(config)
     }
 }
@@ -437,6 +486,40 @@ mod tests {
         assert!(err.contains("idle_timeout_secs"), "{err}");
         let err = Config::parse("[[webhooks]]\nurl = \"ftp://x\"").unwrap_err();
         assert!(err.contains("ftp://x"), "{err}");
+        let err = Config::parse("[supervisor]\nfailed_cooldown_secs = 0").unwrap_err();
+        assert!(err.contains("supervisor.failed_cooldown_secs 0"), "{err}");
+        let err = Config::parse("[groups.websocket]\nfailed_cooldown_secs = 99999999").unwrap_err();
+        assert!(
+            err.contains("groups.websocket.failed_cooldown_secs 99999999"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_groups_cooldown_is_global_unless_the_group_sets_its_own() {
+        let start = StartPosition::Beginning;
+        let defaults = Config::parse("").unwrap();
+        assert_eq!(
+            defaults.group("websocket", start).unwrap().restart.cooldown,
+            Duration::from_secs(300)
+        );
+        let config = Config::parse(
+            "[supervisor]\nfailed_cooldown_secs = 60\n\
+             [groups.chat-history]\nfailed_cooldown_secs = 5",
+        )
+        .unwrap();
+        assert_eq!(
+            config.group("websocket", start).unwrap().restart.cooldown,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            config
+                .group("chat-history", start)
+                .unwrap()
+                .restart
+                .cooldown,
+            Duration::from_secs(5)
+        );
     }
 
     // A limit, batch size, attempt count or poll timeout of 0 was taken

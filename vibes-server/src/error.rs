@@ -92,7 +92,7 @@ impl From<LogError> for ApiError {
             LogError::InvalidGroupName { .. } => {
                 Self::bad_request("invalid_group_name", err.to_string())
             }
-            LogError::Unavailable { .. } => Self::new(
+            LogError::Unavailable { .. } | LogError::Storage { .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "log_unavailable",
                 format!("{err}; nothing was written"),
@@ -127,6 +127,7 @@ impl From<WriterError> for ApiError {
                 LogError::EventTooLarge { .. }
                 | LogError::EventTooDeep { .. }
                 | LogError::Unavailable { .. }
+                | LogError::Storage { .. }
                 | LogError::OffsetOutOfRange { .. } => Self::from_log_ref(&log),
                 _ => Self::internal("append", log),
             },

@@ -32,25 +32,27 @@ use crate::state::{AppState, BackendInfo, IggyInfo};
 pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}")]
     DataDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open the event log: {0}")]
+    /// The log's own error says what failed (a full disk creating the file
+    /// is not a corrupt log); it is printed once, as the cause.
+    #[error("cannot open the event log")]
     Log(#[from] vibes_iggy::LogError),
     #[error(transparent)]
     Consumer(#[from] consumers::ConsumerError),
     #[error("cannot start the actors: {0}")]
     Actors(String),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         address: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot keep the token in {path}: {source}")]
+    #[error("cannot keep the token in {path}")]
     Token {
         path: PathBuf,
         #[source]

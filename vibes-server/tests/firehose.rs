@@ -14,13 +14,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::support::{Client, DEADLINE, Daemon, user_input, wait_for};
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 fn ws_url(daemon: &Daemon, path: &str) -> String {
     format!("{}{path}", daemon.url.replacen("http://", "ws://", 1))
 }
 
-async fn connect(daemon: &Daemon, path: &str) -> Ws {
+pub(crate) async fn connect(daemon: &Daemon, path: &str) -> Ws {
     let (ws, _) = timeout(
         DEADLINE,
         tokio_tungstenite::connect_async(ws_url(daemon, path)),
@@ -70,7 +70,7 @@ async fn next_message(ws: &mut Ws) -> Message {
 }
 
 /// The next text message, as JSON.
-async fn next_json(ws: &mut Ws) -> Value {
+pub(crate) async fn next_json(ws: &mut Ws) -> Value {
     match next_message(ws).await {
         Message::Text(text) => serde_json::from_str(&text).unwrap(),
         other => panic!("expected a JSON text message, got {other:?}"),
@@ -82,7 +82,7 @@ async fn send(ws: &mut Ws, value: &Value) {
 }
 
 /// Frames until (and including) the one at `last`, in order received.
-async fn frames_through(ws: &mut Ws, last: u64) -> Vec<Value> {
+pub(crate) async fn frames_through(ws: &mut Ws, last: u64) -> Vec<Value> {
     let mut frames = Vec::new();
     loop {
         let frame = next_json(ws).await;

@@ -72,6 +72,23 @@ impl Daemon {
         daemon
     }
 
+    /// Starts vibesd on the embedded store in `data_dir`, which the caller
+    /// owns (a file system it mounted, say).
+    pub(crate) fn start_in(data_dir: &std::path::Path) -> Self {
+        let mut daemon = Self {
+            child: None,
+            url: String::new(),
+            data_dir: data_dir.to_owned(),
+            _temp: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            nofile: None,
+            logs: Default::default(),
+        };
+        daemon.spawn();
+        daemon
+    }
+
     /// Starts it again on the same data directory (after a stop or kill).
     pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");
@@ -79,40 +96,9 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let mut command = match self.nofile {
-            // The shell sets the limit and execs vibesd in its place, so the
-            // child's pid is vibesd's and signals reach it.
-            Some(nofile) => {
-                let mut shell = Command::new("sh");
-                shell
-                    .arg("-c")
-                    .arg("ulimit -n \"$0\" && exec \"$@\"")
-                    .arg(nofile.to_string())
-                    .arg(env!("CARGO_BIN_EXE_vibesd"));
-                shell
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_vibesd")),
-        };
-        command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .args(&self.args)
-            // Nothing from the environment of the test run leaks in.
-            .env_remove("VIBESD_CONFIG")
-            .env_remove("VIBESD_TOKEN")
-            .env("XDG_CONFIG_HOME", self.data_dir.join("no-config"))
-            .env("VIBESD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut command = serve_with_nofile(&self.data_dir, &self.args, self.nofile);
         for (name, value) in &self.env {
             command.env(name, value);
-        }
-        if !self.args.iter().any(|arg| arg == "--bind") {
-            command.args(["--bind", "127.0.0.1:0"]);
-        }
-        if !self.args.iter().any(|arg| arg == "--backend") {
-            command.args(["--backend", "embedded"]);
         }
         let mut child = command.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -179,6 +165,49 @@ impl Daemon {
             token: None,
         }
     }
+}
+
+/// `vibesd serve` on `data_dir` with `args`, on port 0 and the embedded
+/// store unless `args` say otherwise; stderr piped, stdout dropped.
+pub(crate) fn serve(data_dir: &std::path::Path, args: &[String]) -> Command {
+    serve_with_nofile(data_dir, args, None)
+}
+
+/// [`serve`], under a limit of `nofile` open files when one is given.
+fn serve_with_nofile(data_dir: &std::path::Path, args: &[String], nofile: Option<u32>) -> Command {
+    let mut command = match nofile {
+        // The shell sets the limit and execs vibesd in its place, so the
+        // child's pid is vibesd's and signals reach it.
+        Some(nofile) => {
+            let mut shell = Command::new("sh");
+            shell
+                .arg("-c")
+                .arg("ulimit -n \"$0\" && exec \"$@\"")
+                .arg(nofile.to_string())
+                .arg(env!("CARGO_BIN_EXE_vibesd"));
+            shell
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_vibesd")),
+    };
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        // Nothing from the environment of the test run leaks in.
+        .env_remove("VIBESD_CONFIG")
+        .env_remove("VIBESD_TOKEN")
+        .env("XDG_CONFIG_HOME", data_dir.join("no-config"))
+        .env("VIBESD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if !args.iter().any(|arg| arg == "--bind") {
+        command.args(["--bind", "127.0.0.1:0"]);
+    }
+    if !args.iter().any(|arg| arg == "--backend") {
+        command.args(["--backend", "embedded"]);
+    }
+    command
 }
 
 #[allow(unsafe_code)]

@@ -5,6 +5,7 @@
 
 mod api;
 mod clients;
+mod disk;
 mod firehose;
 mod history;
 mod lifecycle;

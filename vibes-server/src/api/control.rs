@@ -56,7 +56,13 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         Ok(groups) => {
             for group in groups {
                 if !matches!(group.state, GroupState::Running | GroupState::Paused) {
-                    problems.push(format!("group {} is {:?}", group.name, group.state));
+                    // Why it is not running: a failing disk, a crash.
+                    let why = group
+                        .last_error
+                        .as_deref()
+                        .map(|error| format!(" ({error})"))
+                        .unwrap_or_default();
+                    problems.push(format!("group {} is {:?}{why}", group.name, group.state));
                 }
             }
         }
