@@ -21,9 +21,11 @@ pub mod iggy;
 pub mod memory;
 mod select;
 
+/// The bytes of a record, as [`EventLog::append_records`] takes them.
+pub use bytes::Bytes;
 pub use error::LogError;
 pub use log::{
-    BackendKind, DEFAULT_MAX_EVENT_BYTES, EventConsumer, EventLog, LogOptions, Offset, Record,
-    SeekTo, StartPosition,
+    BackendKind, DEFAULT_MAX_EVENT_BYTES, EventConsumer, EventLog, GroupOffset, LogOptions, Offset,
+    Record, SeekTo, StartPosition,
 };
 pub use select::{BackendChoice, BackendConfig, OpenedLog, open};
