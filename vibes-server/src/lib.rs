@@ -31,25 +31,25 @@ use crate::state::{AppState, BackendInfo, IggyInfo};
 pub enum ServerError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}")]
     DataDir {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot open the event log: {0}")]
+    #[error("cannot open the event log")]
     Log(#[from] vibes_iggy::LogError),
     #[error(transparent)]
     Consumer(#[from] consumers::ConsumerError),
     #[error("cannot start the actors: {0}")]
     Actors(String),
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         address: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot keep the token in {path}: {source}")]
+    #[error("cannot keep the token in {path}")]
     Token {
         path: PathBuf,
         #[source]
@@ -77,7 +77,10 @@ pub async fn run(
         source,
     })?;
     let token = token(&config, &data_dir)?;
-    let opened = vibes_iggy::open(&config.backend_config(&data_dir)).await?;
+    let mut opened = vibes_iggy::open(&config.backend_config(&data_dir)).await?;
+    // Held until vibesd is done with the data directory, so that `vibesd
+    // migrate` cannot move the log under it.
+    let _data_dir_lock = opened.lock.take();
     let backend = BackendInfo {
         kind: opened.backend().to_string(),
         reason: opened.reason.clone(),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod backend;
 mod firehose;
 mod history;
 mod lifecycle;
