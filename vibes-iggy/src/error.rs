@@ -70,6 +70,13 @@ pub enum LogError {
         to: BackendKind,
     },
 
+    /// The data directory's record of its backend is unreadable.
+    #[error(
+        "the backend record {path} is unusable ({reason}); it should say backend = \"embedded\" \
+         or backend = \"iggy\" (with address = \"host:port\" for an external server)"
+    )]
+    Record { path: PathBuf, reason: String },
+
     /// A data directory without a record holds two logs.
     #[error(
         "the data directory {data_dir} has no record of its backend and holds both an embedded \

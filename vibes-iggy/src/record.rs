@@ -97,7 +97,7 @@ impl Recorded {
             ("iggy", Some(address)) => Ok(Some(Self::ExternalIggy { address })),
             (other, _) => Err(bad_record(
                 &path,
-                format!("backend {other:?} (with or without an address) is not one vibesd records"),
+                format!("backend {other:?} with this address or none is not one vibesd records"),
             )),
         }
     }
@@ -126,7 +126,11 @@ impl Recorded {
             fs::rename(&temp, &path)?;
             File::open(data_dir)?.sync_all()
         };
-        write().map_err(|err| bad_record(&path, format!("cannot write it: {err}")))
+        write().map_err(|source| LogError::DataDir {
+            path: data_dir.to_owned(),
+            action: "write the backend record in",
+            source,
+        })
     }
 
     /// What a data directory without a record holds, judged by its files.
@@ -165,7 +169,7 @@ pub enum Found {
 }
 
 fn bad_record(path: &Path, reason: String) -> LogError {
-    LogError::Corrupt {
+    LogError::Record {
         path: path.to_owned(),
         reason,
     }
@@ -197,5 +201,57 @@ impl DataDirLock {
             }),
             Err(TryLockError::Error(err)) => Err(failed("lock the data directory", err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn every_record_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Recorded::read(dir.path()).unwrap(), None);
+        for recorded in [
+            Recorded::Embedded,
+            Recorded::ManagedIggy,
+            Recorded::ExternalIggy {
+                address: "iggy.example:8090".into(),
+            },
+        ] {
+            recorded.write(dir.path()).unwrap();
+            assert_eq!(Recorded::read(dir.path()).unwrap(), Some(recorded));
+        }
+    }
+
+    #[test]
+    fn a_record_vibesd_did_not_write_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "backend = \"postgres\"\n",
+            "backend = \"embedded\"\naddress = \"x:1\"\n",
+            "nonsense",
+        ] {
+            std::fs::write(dir.path().join(RECORD_FILE), text).unwrap();
+            let err = Recorded::read(dir.path()).unwrap_err().to_string();
+            assert!(err.contains(RECORD_FILE), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_directory_without_a_record_is_judged_by_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(Recorded::infer(dir.path()), Found::Nothing);
+        std::fs::write(dir.path().join(crate::embedded::FILE_NAME), b"").unwrap();
+        assert_eq!(Recorded::infer(dir.path()), Found::One(Recorded::Embedded));
+        std::fs::create_dir(dir.path().join(MANAGED_IGGY_DIR)).unwrap();
+        assert_eq!(Recorded::infer(dir.path()), Found::Both);
+        std::fs::remove_file(dir.path().join(crate::embedded::FILE_NAME)).unwrap();
+        assert_eq!(
+            Recorded::infer(dir.path()),
+            Found::One(Recorded::ManagedIggy)
+        );
     }
 }

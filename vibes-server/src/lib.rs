@@ -90,7 +90,12 @@ pub async fn run(
                 managed: true,
             },
             None => IggyInfo {
-                address: config.iggy.address.clone().unwrap_or_default(),
+                // A data directory recorded on an external server may be
+                // followed without a configured address.
+                address: match vibes_iggy::record::Recorded::read(&data_dir) {
+                    Ok(Some(vibes_iggy::record::Recorded::ExternalIggy { address })) => address,
+                    _ => config.iggy.address.clone().unwrap_or_default(),
+                },
                 managed: false,
             },
         }),

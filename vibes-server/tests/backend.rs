@@ -181,6 +181,27 @@ async fn auto_keeps_the_embedded_log_when_iggy_server_appears_later() {
     assert!(daemon.sigterm().success(), "{}", daemon.logs());
 }
 
+#[tokio::test]
+async fn memory_records_nothing_and_leaves_a_recorded_log_alone() {
+    let mut daemon = Daemon::start(&["--backend", "memory"]);
+    append(&daemon, 1).await;
+    assert!(daemon.sigterm().success(), "{}", daemon.logs());
+    assert!(!daemon.path("backend").exists(), "memory was recorded");
+    assert!(!daemon.path("events.sqlite").exists());
+
+    daemon.restart_with(&["--backend", "embedded"]);
+    append(&daemon, 2).await;
+    assert!(daemon.sigterm().success(), "{}", daemon.logs());
+    daemon.restart_with(&["--backend", "memory"]);
+    assert_eq!(daemon.client().high_water_mark().await, 0);
+    append(&daemon, 5).await;
+    assert!(daemon.sigterm().success(), "{}", daemon.logs());
+    daemon.restart_with(&["--backend", "auto"]);
+    assert_eq!(daemon.client().high_water_mark().await, 2);
+    assert!(record(&daemon.data_dir).contains("backend = \"embedded\""));
+    assert!(daemon.sigterm().success(), "{}", daemon.logs());
+}
+
 // `--backend iggy` (or an iggy.address) on an embedded data dir served a new, empty log.
 #[tokio::test]
 async fn a_backend_that_contradicts_the_data_dir_is_refused() {
