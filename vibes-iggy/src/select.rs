@@ -140,9 +140,9 @@ pub async fn open(config: &BackendConfig) -> Result<OpenedLog, LogError> {
     let data_dir = &config.data_dir;
     let lock = DataDirLock::take(data_dir)?;
     let wanted = config.wanted();
-    let mut opened = match recorded(data_dir, wanted.as_ref())? {
-        Some((recorded, _)) if wanted.as_ref().is_some_and(|wanted| *wanted != recorded) => {
-            let configured = wanted.unwrap_or_else(|| unreachable!("checked just above"));
+    let found = recorded(data_dir, wanted.as_ref())?;
+    let mut opened = match (found, wanted) {
+        (Some((recorded, _)), Some(configured)) if configured != recorded => {
             return Err(LogError::BackendMismatch {
                 data_dir: data_dir.clone(),
                 to: configured.kind(),
@@ -150,7 +150,7 @@ pub async fn open(config: &BackendConfig) -> Result<OpenedLog, LogError> {
                 configured,
             });
         }
-        Some((recorded, was_recorded)) => {
+        (Some((recorded, was_recorded)), _) => {
             let why = if was_recorded {
                 format!("the data directory records {recorded}")
             } else {
@@ -166,7 +166,7 @@ pub async fn open(config: &BackendConfig) -> Result<OpenedLog, LogError> {
             }
             opened
         }
-        None => {
+        (None, wanted) => {
             let opened = match wanted {
                 Some(wanted) => {
                     let why = format!("a new data directory, configured for {wanted}");
@@ -186,12 +186,8 @@ pub async fn open(config: &BackendConfig) -> Result<OpenedLog, LogError> {
         }
     };
     opened.lock = Some(lock);
-    Ok(finish(opened))
-}
-
-fn finish(opened: OpenedLog) -> OpenedLog {
     tracing::info!(backend = %opened.backend(), reason = %opened.reason, "event log open");
-    opened
+    Ok(opened)
 }
 
 /// Opens the log `recorded` names; the data directory's lock is the
