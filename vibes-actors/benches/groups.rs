@@ -45,6 +45,7 @@ async fn supervisor(dir: &std::path::Path) -> SupervisorHandle {
             log: Arc::new(log),
             manager: None,
             reason: "bench".into(),
+            lock: None,
         },
         groups: Vec::new(),
         writer: LogWriterConfig::default(),

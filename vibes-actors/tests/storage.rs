@@ -60,6 +60,20 @@ impl EventLog for FailingLog {
         self.inner.append_batch(events).await
     }
 
+    async fn append_records(
+        &self,
+        payloads: Vec<vibes_iggy::Bytes>,
+    ) -> Result<Range<Offset>, LogError> {
+        if self.faults.appends.load(Ordering::SeqCst) {
+            return Err(full_disk("append records"));
+        }
+        self.inner.append_records(payloads).await
+    }
+
+    async fn groups(&self) -> Result<Vec<vibes_iggy::GroupOffset>, LogError> {
+        self.inner.groups().await
+    }
+
     async fn high_water_mark(&self) -> Result<Offset, LogError> {
         self.inner.high_water_mark().await
     }
@@ -154,6 +168,7 @@ async fn start(log: Arc<dyn EventLog>, groups: Vec<GroupSpec>) -> SupervisorHand
             log,
             manager: None,
             reason: "test".into(),
+            lock: None,
         },
         groups,
         writer: vibes_actors::LogWriterConfig::default(),

@@ -116,6 +116,7 @@ impl TestLog {
             log: self.log.clone(),
             manager: self.manager.lock().unwrap().take(),
             reason: "test".into(),
+            lock: None,
         }
     }
 }

@@ -575,6 +575,17 @@ impl EventLog for GatedLog {
         self.inner.append_batch(events).await
     }
 
+    async fn append_records(
+        &self,
+        payloads: Vec<vibes_iggy::Bytes>,
+    ) -> Result<Range<Offset>, LogError> {
+        self.inner.append_records(payloads).await
+    }
+
+    async fn groups(&self) -> Result<Vec<vibes_iggy::GroupOffset>, LogError> {
+        self.inner.groups().await
+    }
+
     async fn high_water_mark(&self) -> Result<Offset, LogError> {
         self.inner.high_water_mark().await
     }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use vibes_core::StoredEvent;
 
@@ -31,8 +31,8 @@ use crate::log::{
 };
 use crate::wait::HighWaterMark;
 use crate::{
-    BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, Record, SeekTo,
-    StartPosition,
+    BackendKind, EventConsumer, EventLog, GroupOffset, LogError, LogOptions, Offset, Record,
+    SeekTo, StartPosition,
 };
 
 /// The file name of the log in the data directory.
@@ -244,9 +244,14 @@ impl Inner {
     fn append(&self, events: &[StoredEvent]) -> Result<Range<Offset>, LogError> {
         let encoded = encode_batch(events);
         check_batch(&encoded, self.options.max_event_bytes)?;
+        self.append_encoded(&encoded)
+    }
+
+    /// Writes encoded records in one transaction, as they are.
+    fn append_encoded(&self, encoded: &[impl AsRef<[u8]>]) -> Result<Range<Offset>, LogError> {
         let mut conn = self.writer();
         let start = self.high_water_mark.get();
-        if events.is_empty() {
+        if encoded.is_empty() {
             return Ok(start..start);
         }
         let failed = |err| storage("append events", err);
@@ -256,14 +261,14 @@ impl Inner {
             let mut insert = tx
                 .prepare_cached("INSERT INTO events (log_offset, payload) VALUES (?1, ?2)")
                 .map_err(failed)?;
-            for (offset, bytes) in (start..).zip(&encoded) {
+            for (offset, bytes) in (start..).zip(encoded) {
                 insert
-                    .execute(params![offset as i64, bytes])
+                    .execute(params![offset as i64, bytes.as_ref()])
                     .map_err(failed)?;
             }
         }
         tx.commit().map_err(failed)?;
-        let end = start + events.len() as Offset;
+        let end = start + encoded.len() as Offset;
         self.high_water_mark.advance(end);
         Ok(start..end)
     }
@@ -371,6 +376,23 @@ impl Inner {
     }
 }
 
+/// Every group in `group_offsets`, by name.
+fn list_groups(conn: &Connection) -> Result<Vec<GroupOffset>, LogError> {
+    let list = || -> rusqlite::Result<Vec<GroupOffset>> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT group_name, committed FROM group_offsets ORDER BY group_name",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(GroupOffset {
+                group: row.get(0)?,
+                committed: row.get::<_, Option<i64>>(1)?.map(|offset| offset as Offset),
+            })
+        })?;
+        rows.collect()
+    };
+    list().map_err(|err| storage("list the groups", err))
+}
+
 /// Runs blocking SQLite work without stalling other tasks.
 ///
 /// On a multi-threaded runtime the work runs right here, after handing this
@@ -400,6 +422,16 @@ impl EventLog for EmbeddedLog {
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
         let inner = self.inner.clone();
         blocking(move || inner.append(&events)).await
+    }
+
+    async fn append_records(&self, payloads: Vec<Bytes>) -> Result<Range<Offset>, LogError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.append_encoded(&payloads)).await
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupOffset>, LogError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.with_reader(list_groups)).await
     }
 
     async fn high_water_mark(&self) -> Result<Offset, LogError> {

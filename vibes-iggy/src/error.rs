@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::record::Recorded;
 use crate::{BackendKind, Offset};
 
 /// Everything that can go wrong in the log.
@@ -58,6 +59,43 @@ pub enum LogError {
         "the log in {path} is in use by another process; stop it or choose another data directory"
     )]
     Locked { path: PathBuf },
+
+    /// The data directory cannot be used.
+    #[error("cannot {action} {path}")]
+    DataDir {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The configuration asks for another log than the data directory holds.
+    #[error(
+        "the data directory {data_dir} holds {recorded}, but the configuration asks for \
+         {configured}: drop that setting (backend, iggy.address, --backend) to keep using this \
+         log, or stop vibesd and move the log with `vibesd migrate --to {to}`"
+    )]
+    BackendMismatch {
+        data_dir: PathBuf,
+        recorded: Recorded,
+        configured: Recorded,
+        to: BackendKind,
+    },
+
+    /// The data directory's record of its backend is unreadable.
+    #[error(
+        "the backend record {path} is unusable ({reason}); it should say backend = \"embedded\" \
+         or backend = \"iggy\" (with address = \"host:port\" for an external server)"
+    )]
+    Record { path: PathBuf, reason: String },
+
+    /// A data directory without a record holds two logs.
+    #[error(
+        "the data directory {data_dir} has no record of its backend and holds both an embedded \
+         log (events.sqlite) and a managed iggy-server's data (iggy/): start vibesd once with \
+         --backend embedded or --backend iggy to say which is its log"
+    )]
+    AmbiguousDataDir { data_dir: PathBuf },
 
     /// The stored data is not what this version of vibesd wrote.
     #[error("the log in {path} is unreadable: {reason}")]

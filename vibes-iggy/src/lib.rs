@@ -9,7 +9,10 @@
 //!   `iggy-server` is installed;
 //! - [`memory`]: process memory, for tests and `--ephemeral` runs.
 //!
-//! [`open`] picks one from a [`BackendConfig`] the way `auto` describes.
+//! [`open`] opens the one the data directory records (`record.rs`), or for
+//! a new directory picks one from a [`BackendConfig`] the way `auto`
+//! describes; [`migrate::migrate`] moves a data directory's log to another
+//! backend.
 //! `docs/log.md` explains the semantics for operators and users.
 
 mod error;
@@ -19,11 +22,15 @@ mod wait;
 pub mod embedded;
 pub mod iggy;
 pub mod memory;
+pub mod migrate;
+pub mod record;
 mod select;
 
+/// The bytes of a record, as [`EventLog::append_records`] takes them.
+pub use bytes::Bytes;
 pub use error::LogError;
 pub use log::{
-    BackendKind, DEFAULT_MAX_EVENT_BYTES, EventConsumer, EventLog, LogOptions, Offset, Record,
-    SeekTo, StartPosition,
+    BackendKind, DEFAULT_MAX_EVENT_BYTES, EventConsumer, EventLog, GroupOffset, LogOptions, Offset,
+    Record, SeekTo, StartPosition,
 };
 pub use select::{BackendChoice, BackendConfig, OpenedLog, open};

@@ -109,6 +109,15 @@ impl Record {
     }
 }
 
+/// A consumer group and its committed offset, as [`EventLog::groups`] lists
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    pub group: String,
+    /// The last committed offset; `None` if nothing is done yet.
+    pub committed: Option<Offset>,
+}
+
 /// The durable, ordered event log.
 ///
 /// Every method may be called concurrently from many tasks.
@@ -132,6 +141,15 @@ pub trait EventLog: Send + Sync + fmt::Debug {
     /// [`vibes_core::MAX_EVENT_DEPTH`] with [`LogError::EventTooDeep`], and
     /// nothing is written.
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError>;
+
+    /// Appends records exactly as given, at contiguous offsets, all or none:
+    /// for copying a log to another backend (`vibesd migrate`), so the bytes
+    /// are neither decoded nor held to the size limit, and a record that does
+    /// not decode is copied as it is.
+    async fn append_records(&self, payloads: Vec<Bytes>) -> Result<Range<Offset>, LogError>;
+
+    /// Every consumer group the log holds and its committed offset, by name.
+    async fn groups(&self) -> Result<Vec<GroupOffset>, LogError>;
 
     /// The next offset to be assigned (the number of events in the log).
     async fn high_water_mark(&self) -> Result<Offset, LogError>;

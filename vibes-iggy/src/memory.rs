@@ -17,8 +17,8 @@ use crate::log::{
     seek_target,
 };
 use crate::{
-    BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, Record, SeekTo,
-    StartPosition, wait::HighWaterMark,
+    BackendKind, EventConsumer, EventLog, GroupOffset, LogError, LogOptions, Offset, Record,
+    SeekTo, StartPosition, wait::HighWaterMark,
 };
 
 /// A log held in memory. Cheap to clone; clones share the log.
@@ -93,6 +93,29 @@ impl EventLog for MemoryLog {
         let end = state.records.len() as Offset;
         self.inner.high_water_mark.advance(end);
         Ok(start..end)
+    }
+
+    async fn append_records(&self, payloads: Vec<Bytes>) -> Result<Range<Offset>, LogError> {
+        let mut state = self.inner.lock();
+        let start = state.records.len() as Offset;
+        state.records.extend(payloads);
+        let end = state.records.len() as Offset;
+        self.inner.high_water_mark.advance(end);
+        Ok(start..end)
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupOffset>, LogError> {
+        let state = self.inner.lock();
+        let mut groups: Vec<GroupOffset> = state
+            .groups
+            .iter()
+            .map(|(group, committed)| GroupOffset {
+                group: group.clone(),
+                committed: *committed,
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(groups)
     }
 
     async fn high_water_mark(&self) -> Result<Offset, LogError> {

@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::{Instant, timeout};
 use vibes_core::{StoredEvent, VibesEvent};
-use vibes_iggy::{EventLog, LogError, LogOptions, Offset, SeekTo, StartPosition};
+use vibes_iggy::{
+    Bytes, EventLog, GroupOffset, LogError, LogOptions, Offset, SeekTo, StartPosition,
+};
 
 /// How a backend's storage is opened for a test.
 #[async_trait]
@@ -51,6 +53,8 @@ macro_rules! conformance_suite {
             event_of_a_newer_version_is_read_as_unknown,
             concurrent_appenders_get_unique_dense_offsets,
             invalid_group_names_are_refused,
+            append_records_keeps_every_byte_at_contiguous_offsets,
+            groups_lists_every_group_with_its_committed_offset,
         );
     };
     (@tests $fixture:expr; $($name:ident),+ $(,)?) => {
@@ -475,4 +479,81 @@ pub(crate) async fn invalid_group_names_are_refused(fixture: &impl Fixture) {
     log.consumer("chat-history_v2.1", StartPosition::End)
         .await
         .unwrap();
+}
+
+/// A copied log (`vibesd migrate`) must read back byte for byte, records
+/// that do not decode and records over the size limit included.
+pub(crate) async fn append_records_keeps_every_byte_at_contiguous_offsets(fixture: &impl Fixture) {
+    let log = fixture
+        .open(LogOptions {
+            max_event_bytes: 2048,
+        })
+        .await;
+    log.append(event(0)).await.unwrap();
+    let oversize = StoredEvent::new(VibesEvent::UserInput {
+        session_id: "s".into(),
+        content: "x".repeat(4096),
+        source: "test".into(),
+    });
+    let records: Vec<Bytes> = vec![
+        event(1).encode().into(),
+        Bytes::from_static(b"{\"not\": \"an event\""),
+        // Key order and spacing a re-encoding would not keep.
+        Bytes::from(format!(
+            "{{ \"event\": {{\"type\":\"brand_new\"}}, \"timestamp\": \"2030-01-01T00:00:00Z\", \"event_id\": \"{}\" }}",
+            uuid_like()
+        )),
+        oversize.encode().into(),
+    ];
+    assert_eq!(log.append_records(records.clone()).await.unwrap(), 1..5);
+    assert_eq!(log.append_records(Vec::new()).await.unwrap(), 5..5);
+    assert_eq!(log.append(event(5)).await.unwrap(), 5);
+    let read = log.read(1, 10).await.unwrap();
+    let payloads: Vec<Bytes> = read.iter().take(4).map(|r| r.payload.clone()).collect();
+    assert_eq!(payloads, records);
+    assert_eq!(read[4].offset, 5);
+    assert!(read[1].event().is_err(), "the broken record stays broken");
+}
+
+fn uuid_like() -> String {
+    StoredEvent::new(VibesEvent::UserInput {
+        session_id: String::new(),
+        content: String::new(),
+        source: String::new(),
+    })
+    .event_id
+    .to_string()
+}
+
+pub(crate) async fn groups_lists_every_group_with_its_committed_offset(fixture: &impl Fixture) {
+    let log = open(fixture).await;
+    assert_eq!(log.groups().await.unwrap(), Vec::new());
+    fill(log.as_ref(), 10).await;
+    let mut done = log
+        .consumer("b-done", StartPosition::Beginning)
+        .await
+        .unwrap();
+    done.commit(6).await.unwrap();
+    let untouched = log
+        .consumer("a-new", StartPosition::Beginning)
+        .await
+        .unwrap();
+    let live = log.consumer("c-live", StartPosition::End).await.unwrap();
+    let mut seeked = log.consumer("d-seeked", StartPosition::End).await.unwrap();
+    seeked.seek(SeekTo::Beginning).await.unwrap();
+    drop((done, untouched, live, seeked, log));
+    let log = open(fixture).await;
+    let group = |name: &str, committed| GroupOffset {
+        group: name.to_owned(),
+        committed,
+    };
+    assert_eq!(
+        log.groups().await.unwrap(),
+        vec![
+            group("a-new", None),
+            group("b-done", Some(6)),
+            group("c-live", Some(9)),
+            group("d-seeked", None),
+        ]
+    );
 }

@@ -1,5 +1,6 @@
 //! The `vibesd` command line: `serve` (the default) runs the daemon; the
-//! other subcommands talk to a running one over its API.
+//! other subcommands talk to a running one over its API, but `migrate`,
+//! which moves the log of a stopped one to another backend.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -74,6 +75,16 @@ pub enum Command {
     /// Never fails the hook: on any problem it says so in one line on
     /// stderr and exits 0.
     Hook,
+    /// Move the data directory's log to another backend, with its offsets
+    /// and every group's committed offset; vibesd must be stopped. The old
+    /// log is kept (the command says where and how to delete it). `iggy`
+    /// means the server at iggy.address if one is configured, else a
+    /// managed iggy-server.
+    Migrate {
+        /// The backend to move to.
+        #[arg(long, value_enum)]
+        to: MigrateTarget,
+    },
     /// Move a consumer group to `beginning`, `end` or an offset.
     Seek {
         group: String,
@@ -83,6 +94,37 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// A backend a log can move to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MigrateTarget {
+    Iggy,
+    Embedded,
+}
+
+/// Runs `vibesd migrate`: moves the data directory's log and says where
+/// the old one stays.
+pub async fn migrate(global: &Global, to: MigrateTarget) -> anyhow::Result<()> {
+    let config = global.config()?;
+    let data_dir = config.data_dir()?;
+    let to = match to {
+        MigrateTarget::Iggy => vibes_iggy::BackendKind::Iggy,
+        MigrateTarget::Embedded => vibes_iggy::BackendKind::Embedded,
+    };
+    let migrated = vibes_iggy::migrate::migrate(&config.backend_config(&data_dir), to).await?;
+    println!(
+        "moved {} events and {} groups from {} to {}; {} now uses the new log.\n\
+         The old log stays in {}; once you no longer need it, delete it with:\n  {}",
+        migrated.events,
+        migrated.groups,
+        migrated.from,
+        migrated.to,
+        data_dir.display(),
+        migrated.old_location,
+        migrated.delete_old,
+    );
+    Ok(())
 }
 
 impl Global {
@@ -205,6 +247,7 @@ fn print(value: &Value) -> anyhow::Result<()> {
 pub async fn client(global: &Global, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve => unreachable!("serve is not a client command"),
+        Command::Migrate { to } => migrate(global, to).await,
         Command::Hook => hook(global).await,
         Command::Status => print(
             &Client::new(global, Duration::from_secs(10))?

@@ -86,7 +86,10 @@ pub async fn run(
     let data_dir = config.data_dir()?;
     private_data_dir(&data_dir)?;
     let token = token(&config, &data_dir)?;
-    let opened = vibes_iggy::open(&config.backend_config(&data_dir)).await?;
+    let mut opened = vibes_iggy::open(&config.backend_config(&data_dir)).await?;
+    // Held until vibesd is done with the data directory, so that `vibesd
+    // migrate` cannot move the log under it.
+    let _data_dir_lock = opened.lock.take();
     let backend = BackendInfo {
         kind: opened.backend().to_string(),
         reason: opened.reason.clone(),
@@ -96,7 +99,12 @@ pub async fn run(
                 managed: true,
             },
             None => IggyInfo {
-                address: config.iggy.address.clone().unwrap_or_default(),
+                // A data directory recorded on an external server may be
+                // followed without a configured address.
+                address: match vibes_iggy::record::Recorded::read(&data_dir) {
+                    Ok(Some(vibes_iggy::record::Recorded::ExternalIggy { address })) => address,
+                    _ => config.iggy.address.clone().unwrap_or_default(),
+                },
                 managed: false,
             },
         }),

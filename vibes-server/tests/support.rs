@@ -89,6 +89,12 @@ impl Daemon {
         daemon
     }
 
+    /// Starts it again on the same data directory with other `args`.
+    pub(crate) fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self.restart();
+    }
+
     /// Starts it again on the same data directory (after a stop or kill).
     pub(crate) fn restart(&mut self) {
         assert!(self.child.is_none(), "stop it first");

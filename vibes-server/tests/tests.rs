@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod backend;
 mod clients;
 mod disk;
 mod firehose;

@@ -71,6 +71,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use iggy::prelude::{
     CompressionAlgorithm, Consumer, ConsumerGroupClient, ConsumerOffsetClient, Identifier,
     IggyError, IggyExpiry, IggyMessage, MaxTopicSize, MessageClient, Partitioning, PolledMessages,
@@ -83,8 +84,8 @@ use super::session::{RECONNECT_WINDOW, Session, call, is_transient};
 use super::{Connection, PARTITION, STREAM, TOPIC};
 use crate::log::{check_batch, check_group_name, check_read, encode_batch, seek_target};
 use crate::{
-    BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, Record, SeekTo,
-    StartPosition,
+    BackendKind, EventConsumer, EventLog, GroupOffset, LogError, LogOptions, Offset, Record,
+    SeekTo, StartPosition,
 };
 
 /// How long [`IggyLog::connect`] waits for an unreachable server.
@@ -430,24 +431,42 @@ impl Inner {
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
         let encoded = encode_batch(&events);
         check_batch(&encoded, self.options.max_event_bytes)?;
-        let deadline = Instant::now() + RECONNECT_WINDOW;
-        if events.is_empty() {
-            let end = self.high_water_mark(&self.reader, deadline).await?;
-            return Ok(end..end);
-        }
         let ids: Vec<u128> = events
             .iter()
             .map(|event| event.event_id.as_u128())
             .collect();
+        self.append_encoded(ids, encoded.into_iter().map(Bytes::from).collect())
+            .await
+    }
+
+    /// Appends records as they are. A record that is not an event (which
+    /// only a copied log holds) gets a random message id: ids only serve
+    /// to find a batch after a lost connection.
+    async fn append_records(&self, payloads: Vec<Bytes>) -> Result<Range<Offset>, LogError> {
+        let ids = payloads
+            .iter()
+            .map(|payload| {
+                StoredEvent::decode(payload)
+                    .map_or_else(|_| rand::random::<u128>(), |event| event.event_id.as_u128())
+            })
+            .collect();
+        self.append_encoded(ids, payloads).await
+    }
+
+    async fn append_encoded(
+        &self,
+        ids: Vec<u128>,
+        encoded: Vec<Bytes>,
+    ) -> Result<Range<Offset>, LogError> {
+        let deadline = Instant::now() + RECONNECT_WINDOW;
+        if encoded.is_empty() {
+            let end = self.high_water_mark(&self.reader, deadline).await?;
+            return Ok(end..end);
+        }
         let mut messages = ids
             .iter()
             .zip(encoded)
-            .map(|(&id, payload)| {
-                IggyMessage::builder()
-                    .id(id)
-                    .payload(payload.into())
-                    .build()
-            })
+            .map(|(&id, payload)| IggyMessage::builder().id(id).payload(payload).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| self.failed("append", err))?;
         let n = messages.len() as Offset;
@@ -596,6 +615,29 @@ impl EventLog for IggyLog {
 
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
         self.inner.append_batch(events).await
+    }
+
+    async fn append_records(&self, payloads: Vec<Bytes>) -> Result<Range<Offset>, LogError> {
+        self.inner.append_records(payloads).await
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupOffset>, LogError> {
+        let deadline = Instant::now() + RECONNECT_WINDOW;
+        let inner = &self.inner;
+        let listed = call!(inner.reader, deadline, |c| c
+            .get_consumer_groups(&inner.names.stream, &inner.names.topic)
+            .await)
+        .map_err(|err| inner.failed("list the consumer groups", err))?;
+        let mut names: Vec<String> = listed.into_iter().map(|group| group.name).collect();
+        names.sort();
+        let mut groups = Vec::with_capacity(names.len());
+        for group in names {
+            // Reading a group's offset takes a member's connection.
+            let consumer = inner.consumer(&group, StartPosition::Beginning).await?;
+            let committed = consumer.committed_offset().await?;
+            groups.push(GroupOffset { group, committed });
+        }
+        Ok(groups)
     }
 
     async fn high_water_mark(&self) -> Result<Offset, LogError> {
