@@ -58,6 +58,14 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Starts it again on the same data directory with other `args`.
+    pub(crate) fn restart_with_args(mut self, args: &[&str]) -> Self {
+        assert!(self.child.is_none(), "stop it first");
+        self.args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self.spawn();
+        self
+    }
+
     fn spawn(&mut self) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_vibesd"));
         command
@@ -135,6 +143,35 @@ impl Daemon {
         }
     }
 
+    /// The running daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Its memory as the kernel counts it, in bytes: resident now
+    /// (`VmRSS`) and the peak so far (`VmHWM`).
+    pub(crate) fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("no {name} in /proc/<pid>/status"))
+                * 1024
+        };
+        Memory {
+            rss: field("VmRSS:"),
+            peak: field("VmHWM:"),
+        }
+    }
+
     pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.data_dir.join(relative)
     }
@@ -161,6 +198,13 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// A process's resident memory, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memory {
+    pub(crate) rss: u64,
+    pub(crate) peak: u64,
 }
 
 /// A plain HTTP client of one daemon.

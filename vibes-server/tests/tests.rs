@@ -7,6 +7,7 @@ mod api;
 mod firehose;
 mod history;
 mod lifecycle;
+mod memory;
 mod notifications;
 mod support;
 mod systemd;

@@ -354,7 +354,11 @@ impl Collector {
             let closed_by: Option<String> = row.get(4)?;
             Ok(SessionInfo {
                 session_id: row.get(0)?,
-                state: if closed_by.is_some() { "closed" } else { "open" },
+                state: if closed_by.is_some() {
+                    "closed"
+                } else {
+                    "open"
+                },
                 closed_by,
                 events: from_sql(row.get(1)?),
                 first_timestamp: Some(row.get(2)?),
@@ -629,15 +633,20 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
 #[async_trait]
 impl Handler for SessionCollector {
     async fn handle(&mut self, batch: &[Delivery]) -> Handled {
-        let collector = self.collector.clone();
-        let owned = batch.to_vec();
-        match tokio::task::spawn_blocking(move || collector.apply(&owned)).await {
-            Ok(handled) => handled,
-            Err(join) => Handled::Failed {
-                offset: batch.first().map(|(offset, _)| *offset).unwrap_or_default(),
-                error: format!("session-collector handler panicked: {join}"),
-            },
-        }
+        let collector = &self.collector;
+        let apply =
+            || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collector.apply(batch)));
+        // File and SQLite writes block: on the daemon's multi-threaded
+        // runtime they run in place (no copy of a batch that may hold
+        // megabytes of events); a single-threaded runtime just runs them.
+        let applied = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => apply(),
+            _ => tokio::task::block_in_place(apply),
+        };
+        applied.unwrap_or_else(|_| Handled::Failed {
+            offset: batch.first().map(|(offset, _)| *offset).unwrap_or_default(),
+            error: "session-collector handler panicked".into(),
+        })
     }
 }
 
@@ -703,7 +712,10 @@ mod tests {
         assert_eq!(offsets(&file(dir.path(), "a")), [0, 2]);
         assert_eq!(offsets(&file(dir.path(), "b")), [1]);
         let a = info(&collector, "a");
-        assert_eq!((a.state, a.closed_by.as_deref(), a.events), ("closed", Some("session_removed"), 2));
+        assert_eq!(
+            (a.state, a.closed_by.as_deref(), a.events),
+            ("closed", Some("session_removed"), 2)
+        );
         assert_eq!(info(&collector, "b").state, "open");
         assert_eq!(handler.handle(&[(3, input("b", "2"))]).await, Handled::All);
         assert_eq!(offsets(&file(dir.path(), "b")), [1, 3]);
@@ -752,7 +764,10 @@ mod tests {
         drop(collector);
         let reopened = Collector::open(dir.path(), DEFAULT_IDLE_TIMEOUT).unwrap();
         let a = info(&reopened, "a");
-        assert_eq!((a.events, a.closed_by.as_deref()), (4, Some("session_removed")));
+        assert_eq!(
+            (a.events, a.closed_by.as_deref()),
+            (4, Some("session_removed"))
+        );
     }
 
     #[tokio::test]
@@ -795,7 +810,10 @@ mod tests {
         std::fs::write(transcripts.join("old.jsonl"), format!("{done}{{\"offse")).unwrap();
         let collector = Collector::open(dir.path(), DEFAULT_IDLE_TIMEOUT).unwrap();
         let old = info(&collector, "old");
-        assert_eq!((old.events, old.closed_by.as_deref()), (2, Some("session_removed")));
+        assert_eq!(
+            (old.events, old.closed_by.as_deref()),
+            (2, Some("session_removed"))
+        );
         assert_eq!(file(dir.path(), "old"), done);
         assert_eq!(
             collector.transcript("old").unwrap().unwrap().len,
