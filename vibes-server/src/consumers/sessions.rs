@@ -23,19 +23,19 @@
 //! session that gets new events reopens.
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
+use serde::Serialize;
+use vibes_core::{Delivery, Handled, Handler};
 
 use crate::clip::clip;
+use transcript::{Entry, append, import_file};
+
+mod transcript;
 
 /// How long a session may go without events before it counts as closed,
 /// unless configured.
@@ -107,37 +107,6 @@ pub struct TranscriptFile {
     pub path: PathBuf,
     /// Bytes past this are a write in progress (or a crash's leftover).
     pub len: u64,
-}
-
-/// One session's row of the index.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Entry {
-    events: u64,
-    first: String,
-    last: String,
-    last_micros: i64,
-    /// Every event of the session up to this offset is in the file.
-    last_offset: Option<u64>,
-    /// The file's applied length.
-    file_len: u64,
-    closed_by: Option<&'static str>,
-}
-
-/// One transcript line, serialized straight from the event.
-#[derive(Serialize)]
-struct Line<'a> {
-    offset: u64,
-    event_id: &'a uuid::Uuid,
-    timestamp: String,
-    event: &'a VibesEvent,
-}
-
-/// What an import reads of a line written before the index existed.
-#[derive(Deserialize)]
-struct LineHead {
-    offset: u64,
-    timestamp: String,
-    event: Value,
 }
 
 /// The collector's index, shared by the group's handler and the API.
@@ -389,38 +358,10 @@ impl Collector {
     }
 }
 
-/// Why a session ends with this event, if it does.
-fn closing(event: &VibesEvent) -> Option<&'static str> {
-    match event {
-        VibesEvent::SessionRemoved { .. } => Some("session_removed"),
-        VibesEvent::Hook { event, .. } if event.hook_event_name == "SessionEnd" => {
-            Some("session_end")
-        }
-        _ => None,
-    }
-}
-
-/// [`closing`] for an event read back from a transcript line.
-fn closing_json(event: &Value) -> Option<&'static str> {
-    if event["type"] == "session_removed" {
-        Some("session_removed")
-    } else if event["type"] == "hook" && event["event"]["hook_event_name"] == "SessionEnd" {
-        Some("session_end")
-    } else {
-        None
-    }
-}
-
 fn closed_by_name(name: &str) -> Option<&'static str> {
     ["session_removed", "session_end", "idle"]
         .into_iter()
         .find(|known| *known == name)
-}
-
-fn timestamp(stored: &StoredEvent) -> String {
-    stored
-        .timestamp
-        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 fn load(conn: &Connection, session: &str) -> rusqlite::Result<Option<Entry>> {
@@ -466,105 +407,6 @@ fn store(conn: &Connection, session: &str, entry: &Entry) -> rusqlite::Result<()
         entry.closed_by,
     ])?;
     Ok(())
-}
-
-/// Appends `new` (offset order, all past `entry.last_offset`) to the
-/// transcript at `path` from its applied length, fsyncs it, and returns
-/// the session's entry once these lines are in.
-fn append(path: &Path, mut entry: Entry, new: &[&Delivery]) -> std::io::Result<Entry> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(false)
-        .open(path)?;
-    let len = file.metadata()?.len();
-    if len > entry.file_len {
-        // A torn line, or lines whose index update a crash lost: they come
-        // again in this delivery.
-        file.set_len(entry.file_len)?;
-    } else if len < entry.file_len {
-        tracing::warn!(
-            path = %path.display(),
-            "transcript shorter than its index ({len} of {} bytes): it was cut outside vibesd; appending after what is left",
-            entry.file_len
-        );
-        entry.file_len = len;
-    }
-    file.seek(SeekFrom::Start(entry.file_len))?;
-    let mut out = BufWriter::with_capacity(64 * 1024, &mut file);
-    for (offset, stored) in new {
-        serde_json::to_writer(
-            &mut out,
-            &Line {
-                offset: *offset,
-                event_id: &stored.event_id,
-                timestamp: timestamp(stored),
-                event: &stored.event,
-            },
-        )?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    drop(out);
-    file.sync_data()?;
-    if entry.events == 0 {
-        // A new file's name is durable once its directory is synced.
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-    }
-    let (first, last) = (new[0], new[new.len() - 1]);
-    if entry.events == 0 {
-        entry.first = timestamp(&first.1);
-    }
-    entry.events += new.len() as u64;
-    entry.last = timestamp(&last.1);
-    entry.last_micros = last.1.timestamp.timestamp_micros();
-    entry.last_offset = Some(last.0);
-    entry.file_len = file.stream_position()?;
-    entry.closed_by = closing(&last.1.event);
-    Ok(entry)
-}
-
-/// Reads a transcript written before the index existed, line by line, and
-/// cuts off a torn last line. `None` for an empty file.
-fn import_file(path: &Path) -> std::io::Result<Option<Entry>> {
-    let file = OpenOptions::new().read(true).write(true).open(path)?;
-    let mut reader = BufReader::new(&file);
-    let mut entry = Entry::default();
-    let mut raw = Vec::new();
-    loop {
-        raw.clear();
-        let read = reader.read_until(b'\n', &mut raw)?;
-        if read == 0 {
-            break;
-        }
-        let parsed = raw
-            .ends_with(b"\n")
-            .then(|| serde_json::from_slice::<LineHead>(&raw).ok())
-            .flatten();
-        let Some(line) = parsed else {
-            tracing::warn!(path = %path.display(), "cutting off a torn last line");
-            file.set_len(entry.file_len)?;
-            file.sync_data()?;
-            break;
-        };
-        if entry.events == 0 {
-            entry.first = line.timestamp.clone();
-        }
-        entry.events += 1;
-        entry.last_micros = chrono::DateTime::parse_from_rfc3339(&line.timestamp)
-            .map(|at| at.timestamp_micros())
-            .unwrap_or_default();
-        entry.last = line.timestamp;
-        entry.last_offset = Some(line.offset);
-        entry.file_len += read as u64;
-        entry.closed_by = closing_json(&line.event);
-    }
-    // Written by the old rule: a file on disk was a finished session.
-    entry.closed_by = entry.closed_by.or(Some("idle"));
-    Ok((entry.events > 0).then_some(entry))
 }
 
 /// The group's handler. It owns the idle timer: dropping the handler (a
@@ -654,6 +496,13 @@ impl Handler for SessionCollector {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    use serde_json::Value;
+    use vibes_core::{StoredEvent, VibesEvent};
+
+    use super::transcript::{Line, timestamp};
     use super::*;
 
     fn event(event: VibesEvent) -> StoredEvent {
