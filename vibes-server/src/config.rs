@@ -257,8 +257,8 @@ impl Config {
                     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
                     // The line itself names the key (a value's error does not).
                     let source = text.lines().nth(line - 1).unwrap_or_default().trim();
-                    let source = crate::error::clip(source, 80);
-                    format!("line {line}, column {column} (`{source}`): {message}")
+                    let source = crate::clip::clip(source);
+                    format!("line {line}, column {column} ({source}): {message}")
                 }
                 None => message,
             }

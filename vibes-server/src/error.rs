@@ -48,15 +48,6 @@ impl ApiError {
     }
 }
 
-/// A client-given string cut to `max` characters for an error message or a
-/// log line: a 1 MB session id must not become a 1 MB line.
-pub fn clip(value: &str, max: usize) -> String {
-    match value.char_indices().nth(max) {
-        None => value.to_owned(),
-        Some((end, _)) => format!("{}… ({} bytes)", &value[..end], value.len()),
-    }
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": self.error, "detail": self.detail });

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod clip;
 pub mod config;
 pub mod consumers;
 pub mod error;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::support::{Client, Daemon, user_input, wait_for};
 
 /// Waits until `group` has committed everything appended so far.
-async fn caught_up(client: &Client, group: &str) {
+pub(crate) async fn caught_up(client: &Client, group: &str) {
     wait_for(&format!("{group} to catch up"), || async {
         let (status, groups) = client.get("/api/groups").await;
         assert_eq!(status, 200, "{groups}");
@@ -209,9 +209,20 @@ async fn chat_history_has_each_message_once_after_kill_9_under_load() {
     assert_eq!(seen.len() as u64, client.high_water_mark().await);
 }
 
+/// The offsets of a transcript's lines.
+fn offsets(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(|line| {
+            serde_json::from_str::<Value>(line).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn a_transcript_is_written_when_its_session_ends_and_once_after_kill_9() {
-    let mut daemon = Daemon::start(&[]);
+async fn a_transcript_is_written_as_its_events_arrive() {
+    let daemon = Daemon::start(&[]);
     let client = daemon.client();
     let batch = json!([
         {"type": "session_created", "session_id": "done", "name": "a"},
@@ -222,19 +233,12 @@ async fn a_transcript_is_written_when_its_session_ends_and_once_after_kill_9() {
     ]);
     let (status, body) = client.post("/api/events", &batch).await;
     assert_eq!(status, 200, "{body}");
-    let file = daemon.path("transcripts/done.jsonl");
-    wait_for("the transcript file", || async { file.exists() }).await;
-    let lines = |text: &str| -> Vec<u64> {
-        text.lines()
-            .map(|line| {
-                serde_json::from_str::<Value>(line).unwrap()["offset"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect()
-    };
-    let written = std::fs::read_to_string(&file).unwrap();
-    assert_eq!(lines(&written), [0, 1, 3, 4]);
+    caught_up(&client, "session-collector").await;
+    let done = std::fs::read_to_string(daemon.path("transcripts/done.jsonl")).unwrap();
+    assert_eq!(offsets(&done), [0, 1, 3, 4]);
+    // An open session's events are on disk too, not waiting in memory.
+    let open = std::fs::read_to_string(daemon.path("transcripts/open.jsonl")).unwrap();
+    assert_eq!(offsets(&open), [2]);
 
     let (status, listed) = client.get("/api/sessions").await;
     assert_eq!(status, 200, "{listed}");
@@ -247,37 +251,135 @@ async fn a_transcript_is_written_when_its_session_ends_and_once_after_kill_9() {
             .clone()
     };
     assert_eq!(by_id("done")["state"], "closed");
+    assert_eq!(by_id("done")["closed_by"], "session_removed");
     assert_eq!(by_id("done")["events"], 4);
     assert_eq!(by_id("open")["state"], "open");
-    assert!(!daemon.path("transcripts/open.jsonl").exists());
+    assert_eq!(by_id("open")["events"], 1);
     let (status, text) = get_text(&client, "/api/sessions/open/transcript").await;
     assert_eq!(status, 200);
-    assert_eq!(lines(&text), [2]);
-
-    // The open session holds the group's commit back: after kill -9 the
-    // log delivers it again, and the finished transcript is not doubled.
-    daemon.kill9();
-    daemon.restart();
-    let client = daemon.client();
-    let (status, body) = client
-        .post(
-            "/api/events",
-            &json!({"type": "session_removed", "session_id": "open", "reason": "user"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let open = daemon.path("transcripts/open.jsonl");
-    wait_for("the second transcript", || async { open.exists() }).await;
-    assert_eq!(lines(&std::fs::read_to_string(&open).unwrap()), [2, 5]);
-    assert_eq!(
-        lines(&std::fs::read_to_string(&file).unwrap()),
-        [0, 1, 3, 4]
-    );
-    caught_up(&client, "session-collector").await;
+    assert_eq!(text, open);
+    let (status, text) = get_text(&client, "/api/sessions/done/transcript").await;
+    assert_eq!(status, 200);
+    assert_eq!(text, done);
 }
 
 #[tokio::test]
-async fn an_idle_session_is_written_without_more_events() {
+async fn session_collector_lag_returns_to_zero_on_a_quiet_log() {
+    // Its commit stopped before the oldest open session's first event, so
+    // a session that never ended kept the lag above 0 for good.
+    let daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    for n in 0..3 {
+        let (status, body) = client
+            .post("/api/events", &user_input("never-ends", &format!("{n}")))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    caught_up(&client, "session-collector").await;
+    let (_, groups) = client.get("/api/groups").await;
+    let group = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "session-collector")
+        .unwrap()
+        .clone();
+    assert_eq!(group["lag"], 0, "{group}");
+    let (_, listed) = client.get("/api/sessions").await;
+    assert_eq!(listed["sessions"][0]["state"], "open");
+}
+
+#[tokio::test]
+async fn transcripts_have_each_event_once_after_kill_9_under_load() {
+    let mut daemon = Daemon::start(&[]);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut producers = Vec::new();
+    for producer in 0..4 {
+        let client = daemon.client();
+        let acked = acked.clone();
+        producers.push(tokio::spawn(async move {
+            for n in 0..300 {
+                let content = format!("input-{producer}-{n}");
+                let sent = client
+                    .http
+                    .post(format!("{}/api/events", client.url))
+                    .json(&user_input(&format!("load-{}", n % 3), &content))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().is_success() => {
+                        acked.lock().unwrap().push(content);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    wait_for("some inputs to be acknowledged", || async {
+        acked.lock().unwrap().len() >= 300
+    })
+    .await;
+    daemon.kill9();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    daemon.restart();
+    let client = daemon.client();
+    caught_up(&client, "session-collector").await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut lines = 0;
+    for session in ["load-0", "load-1", "load-2"] {
+        let (status, text) =
+            get_text(&client, &format!("/api/sessions/{session}/transcript")).await;
+        assert_eq!(status, 200, "{text}");
+        // Whole lines in offset order: a torn line was cut off and its
+        // event written again.
+        let found = offsets(&text);
+        assert!(
+            found.windows(2).all(|w| w[0] < w[1]),
+            "{session}: {found:?}"
+        );
+        for line in text.lines() {
+            let value: Value = serde_json::from_str(line).unwrap();
+            let content = value["event"]["content"].as_str().unwrap().to_owned();
+            *seen.entry(content).or_default() += 1;
+            lines += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "written more than once: {twice:?}");
+    let missing: Vec<_> = acked.iter().filter(|a| !seen.contains_key(*a)).collect();
+    assert!(missing.is_empty(), "acknowledged but missing: {missing:?}");
+    // Everything the log holds is there, not only what was acknowledged.
+    assert_eq!(lines, client.high_water_mark().await);
+}
+
+#[tokio::test]
+async fn a_huge_invalid_session_id_is_not_copied_whole_into_the_log() {
+    // The warning for an id that cannot name a file printed the whole id.
+    let daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    let huge = "/".repeat(512 * 1024);
+    let (status, body) = client.post("/api/events", &user_input(&huge, "hi")).await;
+    assert_eq!(status, 200, "{body}");
+    caught_up(&client, "session-collector").await;
+    wait_for("the warning", || async {
+        daemon.logs().contains("cannot name a file")
+    })
+    .await;
+    let logs = daemon.logs();
+    let longest = logs.lines().map(str::len).max().unwrap_or_default();
+    assert!(longest < 2000, "a log line of {longest} bytes");
+    assert!(logs.contains("(524288 bytes)"), "{logs}");
+    let (_, listed) = client.get("/api/sessions").await;
+    assert_eq!(listed["sessions"], json!([]));
+}
+
+#[tokio::test]
+async fn an_idle_session_is_closed_without_more_events_and_reopens() {
     let config = tempfile::tempdir().unwrap();
     let path = config.path().join("vibesd.toml");
     std::fs::write(&path, "[groups.session-collector]\nidle_timeout_secs = 1\n").unwrap();
@@ -286,9 +388,19 @@ async fn an_idle_session_is_written_without_more_events() {
     client
         .post("/api/events", &user_input("quiet", "anyone?"))
         .await;
-    let file = daemon.path("transcripts/quiet.jsonl");
-    wait_for("the idle transcript", || async { file.exists() }).await;
+    wait_for("the session to go idle", || async {
+        let (_, listed) = client.get("/api/sessions").await;
+        listed["sessions"][0]["state"] == "closed"
+    })
+    .await;
     let (_, listed) = client.get("/api/sessions").await;
-    assert_eq!(listed["sessions"][0]["state"], "closed");
     assert_eq!(listed["sessions"][0]["closed_by"], "idle");
+    assert_eq!(listed["sessions"][0]["events"], 1);
+    // A closed session that gets new events reopens.
+    client
+        .post("/api/events", &user_input("quiet", "back"))
+        .await;
+    caught_up(&client, "session-collector").await;
+    let (_, listed) = client.get("/api/sessions").await;
+    assert_eq!(listed["sessions"][0]["events"], 2);
 }

@@ -101,6 +101,14 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Starts it again on the same data directory with other `args`.
+    pub(crate) fn restart_with_args(mut self, args: &[&str]) -> Self {
+        assert!(self.child.is_none(), "stop it first");
+        self.args = args.iter().map(|arg| (*arg).to_owned()).collect();
+        self.spawn();
+        self
+    }
+
     fn spawn(&mut self) {
         let mut command = serve_with_nofile(&self.data_dir, &self.args, self.nofile);
         for (name, value) in &self.env {
@@ -157,6 +165,35 @@ impl Daemon {
                 "vibesd did not exit after SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The running daemon's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Its memory as the kernel counts it, in bytes: resident now
+    /// (`VmRSS`) and the peak so far (`VmHWM`).
+    pub(crate) fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let field = |name: &str| -> u64 {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .unwrap_or_else(|| panic!("no {name} in /proc/<pid>/status"))
+                * 1024
+        };
+        Memory {
+            rss: field("VmRSS:"),
+            peak: field("VmHWM:"),
         }
     }
 
@@ -229,6 +266,13 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// A process's resident memory, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Memory {
+    pub(crate) rss: u64,
+    pub(crate) peak: u64,
 }
 
 /// A plain HTTP client of one daemon.

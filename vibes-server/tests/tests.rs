@@ -10,6 +10,7 @@ mod disk;
 mod firehose;
 mod history;
 mod lifecycle;
+mod memory;
 mod notifications;
 mod router;
 mod support;

@@ -86,9 +86,9 @@ pub(crate) fn check(
         return Err(refused(
             "host_refused",
             format!(
-                "vibesd listens on loopback but was reached as {:?}: use localhost or \
+                "vibesd listens on loopback but was reached as {}: use localhost or \
                  127.0.0.1 (or list the origin in allowed_origins)",
-                short(host.as_str())
+                crate::clip::clip(host.as_str())
             ),
         ));
     }
@@ -102,8 +102,8 @@ pub(crate) fn check(
         refused(
             "origin_refused",
             format!(
-                "a page from {:?} may not use this vibesd (add it to allowed_origins to allow it)",
-                short(origin)
+                "a page from {} may not use this vibesd (add it to allowed_origins to allow it)",
+                crate::clip::clip(origin)
             ),
         )
     };
@@ -226,8 +226,8 @@ fn check_content_type(headers: &HeaderMap, has_body: bool) -> Result<(), ApiErro
         "unsupported_media_type",
         match content_type {
             Some(other) => format!(
-                "request bodies are JSON: send `Content-Type: application/json`, not {:?}",
-                short(other)
+                "request bodies are JSON: send `Content-Type: application/json`, not {}",
+                crate::clip::clip(other)
             ),
             None => "request bodies are JSON: send `Content-Type: application/json`".into(),
         },
@@ -247,11 +247,6 @@ fn is_loopback_name(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     bare.eq_ignore_ascii_case("localhost")
         || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A client-given value, cut short enough for an error message.
-fn short(value: &str) -> String {
-    crate::error::clip(value, 100)
 }
 
 #[cfg(test)]

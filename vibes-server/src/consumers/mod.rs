@@ -40,8 +40,8 @@ pub struct Services {
     pub firehose: websocket::Firehose,
     /// The chat-history database; `None` when the group is disabled.
     pub chat_history: Option<Arc<chat_history::ChatHistory>>,
-    /// The session-collector's buffers and transcripts; `None` when the
-    /// group is disabled.
+    /// The session-collector's transcripts and their index; `None` when
+    /// the group is disabled.
     pub sessions: Option<Arc<sessions::Collector>>,
 }
 
@@ -93,7 +93,7 @@ pub fn build(
             Arc::new(
                 sessions::Collector::open(data_dir, idle).map_err(|err| ConsumerError {
                     group: "session-collector",
-                    message: err.to_string(),
+                    message: vibes_core::error_chain(&err),
                 })?,
             );
         let for_handler = collector.clone();

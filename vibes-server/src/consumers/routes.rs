@@ -1,7 +1,8 @@
 //! The HTTP routes of the session-collector and chat-history groups.
 //!
-//! - `GET /api/sessions`: every session with a transcript or buffered events;
-//! - `GET /api/sessions/{id}/transcript`: its JSON lines;
+//! - `GET /api/sessions`: every session the transcripts index knows;
+//! - `GET /api/sessions/{id}/transcript`: its JSON lines, streamed from
+//!   the file;
 //! - `GET /api/sessions/{id}/messages?before=&limit=`: chat history pages,
 //!   newest first;
 //! - `GET /api/search?q=&limit=`: full-text search over messages.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -17,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::chat_history::{ChatHistory, HistoryError};
 use super::sessions::{Collector, valid_session_id};
@@ -104,7 +107,12 @@ async fn blocking<T: Send + 'static>(
 
 async fn list_sessions(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let collector = collector(&state)?;
-    let sessions = blocking(move || Ok(collector.sessions())).await?;
+    let sessions = blocking(move || {
+        collector
+            .sessions()
+            .map_err(|err| ApiError::internal("sessions index", vibes_core::error_chain(&err)))
+    })
+    .await?;
     Ok(Json(json!({ "sessions": sessions })))
 }
 
@@ -115,14 +123,40 @@ async fn transcript(
     checked_id(&id)?;
     let collector = collector(&state)?;
     let lookup = id.clone();
-    let text = blocking(move || {
+    let found = blocking(move || {
         collector
             .transcript(&lookup)
-            .map_err(|err| ApiError::internal("transcript", err))
+            .map_err(|err| ApiError::internal("transcript", vibes_core::error_chain(&err)))
     })
     .await?
     .ok_or_else(|| unknown_session(&id))?;
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], text).into_response())
+    let body = match tokio::fs::File::open(&found.path).await {
+        // Only what the index says is applied: a batch being appended is
+        // not part of the answer yet.
+        Ok(file) => Body::from_stream(chunks(file.take(found.len))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Body::empty(),
+        Err(err) => return Err(ApiError::internal("transcript", err)),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// `reader` as a stream of chunks of at most 64 KiB, so a transcript of
+/// any length is sent with a bounded buffer.
+fn chunks(
+    reader: impl AsyncRead + Unpin + Send + 'static,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut buffer = vec![0; 64 * 1024];
+        match reader.read(&mut buffer).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buffer.truncate(n);
+                Some((Ok(Bytes::from(buffer)), Some(reader)))
+            }
+            Err(err) => Some((Err(err), None)),
+        }
+    })
 }
 
 #[derive(Debug, Deserialize)]
