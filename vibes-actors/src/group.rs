@@ -601,7 +601,7 @@ impl ConsumerGroup {
                     }
                     batch.clear();
                     // The records after it in this poll go on as usual.
-                    self.give_up(state, record.offset, 1, err.to_string())
+                    self.give_up(state, record.offset, 1, vibes_core::error_chain(&err))
                         .await?;
                 }
             }

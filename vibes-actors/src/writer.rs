@@ -299,7 +299,7 @@ impl LogWriter {
                 }
                 Err(err) => {
                     tracing::warn!(
-                        error = %err,
+                        error = %vibes_core::ErrorChain(&err),
                         events,
                         producers = group.len(),
                         "log writer: group commit failed; its producers get the error"
@@ -343,7 +343,7 @@ impl LogWriter {
             .when(|err| retryable(backend, err))
             .notify(|err, delay| {
                 tracing::warn!(
-                    error = %err,
+                    error = %vibes_core::ErrorChain(&err),
                     ?delay,
                     events,
                     "log writer: write failed, retrying (the backend rolled it back)"

@@ -9,7 +9,7 @@ use std::fmt;
 
 /// Displays an error and its causes: `outer: inner: innermost`.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorChain<'a>(pub &'a (dyn Error + 'static));
+pub struct ErrorChain<'a>(pub &'a dyn Error);
 
 impl fmt::Display for ErrorChain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -24,7 +24,7 @@ impl fmt::Display for ErrorChain<'_> {
 }
 
 /// `err` with its causes, as one line.
-pub fn error_chain(err: &(dyn Error + 'static)) -> String {
+pub fn error_chain(err: &dyn Error) -> String {
     ErrorChain(err).to_string()
 }
 

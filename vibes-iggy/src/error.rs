@@ -43,7 +43,7 @@ pub enum LogError {
     },
 
     /// The record at `offset` is not a stored event (see [`crate::Record`]).
-    #[error("record at offset {offset} cannot be decoded: {source}")]
+    #[error("record at offset {offset} cannot be decoded")]
     Decode {
         offset: Offset,
         #[source]

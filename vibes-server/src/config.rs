@@ -22,7 +22,7 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:7432";
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file {path}: {source}")]
+    #[error("cannot read the config file {path}")]
     Read {
         path: PathBuf,
         #[source]

@@ -37,9 +37,10 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, error, detail)
     }
 
-    /// A failure of vibesd itself: logged here, generic to the client.
-    pub fn internal(context: &str, err: impl std::fmt::Display) -> Self {
-        tracing::error!("{context}: {err}");
+    /// A failure of vibesd itself: logged here with its causes, generic to
+    /// the client.
+    pub fn internal(context: &str, err: &(dyn std::error::Error + 'static)) -> Self {
+        tracing::error!("{context}: {}", vibes_core::ErrorChain(err));
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -86,9 +87,9 @@ impl From<LogError> for ApiError {
             LogError::Unavailable { .. } | LogError::Storage { .. } => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "log_unavailable",
-                format!("{err}; nothing was written"),
+                format!("{}; nothing was written", vibes_core::ErrorChain(&err)),
             ),
-            other => Self::internal("log", other),
+            other => Self::internal("log", &other),
         }
     }
 }
@@ -120,7 +121,7 @@ impl From<WriterError> for ApiError {
                 | LogError::Unavailable { .. }
                 | LogError::Storage { .. }
                 | LogError::OffsetOutOfRange { .. } => Self::from_log_ref(&log),
-                _ => Self::internal("append", log),
+                _ => Self::internal("append", log.as_ref()),
             },
         }
     }
@@ -141,7 +142,7 @@ impl ApiError {
             _ => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "log_unavailable",
-                format!("{err}; nothing was written"),
+                format!("{}; nothing was written", vibes_core::ErrorChain(err)),
             ),
         }
     }
@@ -184,7 +185,7 @@ impl From<ControlError> for ApiError {
                 "log_unavailable",
                 format!("{err}; nothing changed"),
             ),
-            ControlError::Failed(message) => Self::internal("control", message),
+            ControlError::Failed(_) => Self::internal("control", &err),
         }
     }
 }

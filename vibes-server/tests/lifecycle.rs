@@ -409,3 +409,77 @@ async fn client_subcommands_talk_to_the_daemon() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no consumer group named"));
 }
+
+// Data files were created world-readable (0644 under a usual umask) while
+// the token next to them was 0600: the log, transcripts and chat history
+// are now private to vibesd's user, and so is a data dir made by hand.
+#[tokio::test]
+async fn data_files_and_directories_are_private_to_vibesds_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let temp = tempfile::tempdir().unwrap();
+    let data_dir = temp.path().join("data");
+    std::fs::create_dir(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut daemon = Daemon::start_in(&data_dir);
+    let client = daemon.client();
+    client.post("/api/events", &user_input("s1", "hello")).await;
+    let end = json!({"type": "session_removed", "session_id": "s1", "reason": "user"});
+    client.post("/api/events", &end).await;
+    wait_for("the transcript", || async {
+        daemon.path("transcripts/s1.jsonl").exists()
+    })
+    .await;
+    assert!(daemon.sigterm().success());
+    let mut seen = 0;
+    let mut stack = vec![data_dir.clone()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode, 0o700, "{}", path.display());
+            stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(
+        seen >= 3,
+        "the log, the chat history and a transcript at least"
+    );
+}
+
+// A token with a space, a line break or non-ASCII was taken at start, and
+// then no client could send it: it is now refused, from a flag, the
+// environment or the token file, with one line that says why.
+#[test]
+fn a_token_no_client_can_send_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "two words\n").unwrap();
+    let vibesd = |args: &[&str], env: &[(&str, &str)]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vibesd"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("VIBESD_TOKEN")
+            .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(error.len(), 1, "{stderr}");
+        error[0].to_owned()
+    };
+    let error = vibesd(&["--bind", "127.0.0.1:0", "--token", "line\nbreak"], &[]);
+    assert!(
+        error.contains("--token") && error.contains("line break"),
+        "{error}"
+    );
+    let error = vibesd(&["--bind", "127.0.0.1:0"], &[("VIBESD_TOKEN", "ünï")]);
+    assert!(error.contains("VIBESD_TOKEN"), "{error}");
+    let error = vibesd(&["--bind", "0.0.0.0:0"], &[]);
+    assert!(error.contains("token") && error.contains("' '"), "{error}");
+}

@@ -481,7 +481,7 @@ impl Inner {
             match self.send_durably(&client, &mut messages).await {
                 Ok(()) => break None,
                 Err(err) if is_transient(&err) && Instant::now() < deadline => {
-                    tracing::warn!(error = %err, "append interrupted; checking whether the batch landed");
+                    tracing::warn!(error = %vibes_core::ErrorChain(&err), "append interrupted; checking whether the batch landed");
                     self.writer
                         .reconnect(generation, deadline)
                         .await

@@ -262,7 +262,7 @@ struct PageQuery {
 pub fn frame(record: &Record) -> Value {
     match record.event() {
         Ok(stored) => stored_frame(record.offset, &stored),
-        Err(err) => json!({ "offset": record.offset, "error": err.to_string() }),
+        Err(err) => json!({ "offset": record.offset, "error": vibes_core::error_chain(&err) }),
     }
 }
 

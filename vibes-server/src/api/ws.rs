@@ -150,7 +150,7 @@ async fn client(state: AppState, mut socket: WebSocket) {
         client_id: client_id.clone(),
     };
     if let Err(err) = state.writer.append(StoredEvent::new(gone)).await {
-        tracing::warn!(%client_id, "cannot record that the client disconnected: {err}");
+        tracing::warn!(%client_id, "cannot record that the client disconnected: {}", vibes_core::ErrorChain(&err));
     }
 }
 

@@ -30,7 +30,11 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => {
                 let config = cli.global.config()?;
-                vibes_server::run(config, shutdown_signal()).await?;
+                // Listening for the signals starts here, before the daemon
+                // says it is ready: a SIGTERM sent right after that line
+                // must stop it cleanly, not kill it.
+                let shutdown = shutdown_signal();
+                vibes_server::run(config, shutdown).await?;
                 Ok(())
             }
             command => vibes_server::cli::client(&cli.global, command).await,
@@ -45,18 +49,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Starts listening for SIGTERM and SIGINT now; the future resolves at the
+/// first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let signals = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT; stop vibesd with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            tracing::error!("cannot listen for SIGTERM/SIGINT; stop vibesd with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS pending (
 /// Why the database could not be opened or read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("chat history database {path}: {source}")]
+    #[error("chat history database {path}")]
     Open {
         path: PathBuf,
         #[source]
@@ -73,7 +73,7 @@ pub enum HistoryError {
     /// The FTS5 query does not parse.
     #[error("invalid search query: {0}")]
     BadQuery(String),
-    #[error("chat history database: {0}")]
+    #[error("chat history database error")]
     Sql(#[from] rusqlite::Error),
 }
 
@@ -572,7 +572,7 @@ impl Handler for ChatHistoryHandler {
             Ok(Ok(())) => Handled::All,
             Ok(Err(err)) => Handled::Failed {
                 offset: err.offset,
-                error: err.source.to_string(),
+                error: vibes_core::error_chain(&err.source),
             },
             // A panic rolled its transaction back: nothing of the batch is
             // applied, so the whole batch is retried.

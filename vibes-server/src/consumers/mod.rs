@@ -70,7 +70,7 @@ pub fn build(
             Arc::new(
                 chat_history::ChatHistory::open(data_dir).map_err(|err| ConsumerError {
                     group: "chat-history",
-                    message: err.to_string(),
+                    message: vibes_core::error_chain(&err),
                 })?,
             );
         let for_handler = db.clone();

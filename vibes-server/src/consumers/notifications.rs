@@ -204,7 +204,7 @@ pub enum SendError {
         url: String,
         status: reqwest::StatusCode,
     },
-    #[error("cannot reach webhook {url}: {source}")]
+    #[error("cannot reach webhook {url}")]
     Transport {
         url: String,
         #[source]
@@ -289,10 +289,10 @@ impl Handler for Notifier {
                     continue;
                 }
                 if let Err(err) = send(&self.http, target, &notification).await {
-                    tracing::warn!(offset, error = %err, "notification not delivered");
+                    tracing::warn!(offset, error = %vibes_core::ErrorChain(&err), "notification not delivered");
                     return Handled::Failed {
                         offset: *offset,
-                        error: err.to_string(),
+                        error: vibes_core::error_chain(&err),
                     };
                 }
                 if let Some((_, done)) = &mut self.delivered {
@@ -314,7 +314,7 @@ async fn send(
         .retry(backoff())
         .when(SendError::is_transient)
         .notify(|err, delay| {
-            tracing::debug!(error = %err, ?delay, "webhook failed; trying again");
+            tracing::debug!(error = %vibes_core::ErrorChain(&err), ?delay, "webhook failed; trying again");
         })
         .await
 }

@@ -102,7 +102,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|err| ApiError::internal("history read", err))?
+        .map_err(|err| ApiError::internal("history read", &err))?
 }
 
 async fn list_sessions(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -110,7 +110,7 @@ async fn list_sessions(State(state): State<AppState>) -> Result<Json<Value>, Api
     let sessions = blocking(move || {
         collector
             .sessions()
-            .map_err(|err| ApiError::internal("sessions index", vibes_core::error_chain(&err)))
+            .map_err(|err| ApiError::internal("sessions index", &err))
     })
     .await?;
     Ok(Json(json!({ "sessions": sessions })))
@@ -126,7 +126,7 @@ async fn transcript(
     let found = blocking(move || {
         collector
             .transcript(&lookup)
-            .map_err(|err| ApiError::internal("transcript", vibes_core::error_chain(&err)))
+            .map_err(|err| ApiError::internal("transcript", &err))
     })
     .await?
     .ok_or_else(|| unknown_session(&id))?;
@@ -135,7 +135,7 @@ async fn transcript(
         // not part of the answer yet.
         Ok(file) => Body::from_stream(chunks(file.take(found.len))),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Body::empty(),
-        Err(err) => return Err(ApiError::internal("transcript", err)),
+        Err(err) => return Err(ApiError::internal("transcript", &err)),
     };
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
@@ -177,7 +177,7 @@ async fn messages(
     let lookup = id.clone();
     let found = blocking(move || {
         db.messages(&lookup, page.before, limit)
-            .map_err(|err| ApiError::internal("chat history", err))
+            .map_err(|err| ApiError::internal("chat history", &err))
     })
     .await?;
     let (messages, next_before) = found.ok_or_else(|| unknown_session(&id))?;
@@ -212,7 +212,7 @@ async fn search(
                 "invalid_search",
                 format!("not an FTS5 query ({message}); quote words with special characters"),
             ),
-            other => ApiError::internal("search", other),
+            other => ApiError::internal("search", &other),
         })
     })
     .await?;

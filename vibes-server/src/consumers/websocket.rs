@@ -360,7 +360,11 @@ impl Pump {
                 None => PAGE,
             };
             let records = self.log.read(self.next, max).await.map_err(|err| {
-                tracing::error!(offset = self.next, "firehose: cannot read the log: {err}");
+                tracing::error!(
+                    offset = self.next,
+                    "firehose: cannot read the log: {}",
+                    vibes_core::ErrorChain(&err)
+                );
                 Stop::Close(
                     close_code::ERROR,
                     format!("cannot read the log; reconnect with from={}", self.next),
