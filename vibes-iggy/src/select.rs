@@ -236,25 +236,13 @@ async fn open_new_auto(config: &BackendConfig) -> Result<OpenedLog, LogError> {
                 "backend = auto and iggy-server ({}) was found but did not start ({}): using \
                  the embedded store in {} for this new data directory",
                 binary.display(),
-                chain(&err),
+                vibes_core::error_chain(&err),
                 config.data_dir.display()
             );
             tracing::warn!("{reason}");
             open_embedded(config, reason)
         }
     }
-}
-
-/// An error and its causes on one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn open_embedded(config: &BackendConfig, reason: String) -> Result<OpenedLog, LogError> {
