@@ -24,272 +24,34 @@
 //!   restarted group goes through those one event at a time, and an offset
 //!   that crashes it on `crash_loop_limit` restarts in a row is
 //!   dead-lettered by the next restart ([`ConsumerGroupArgs::quarantine`]).
+//!
+//! This file is the actor and its loop; the group's configuration
+//! ([`GroupConfig`], [`RestartPolicy`], [`GroupSpec`]) is in `group/config.rs`,
+//! its state and counters ([`GroupState`], [`GroupMetrics`],
+//! [`GroupSnapshot`]) in `group/metrics.rs`, and the storage back-off (what a
+//! failed step left to redo) in `group/storage.rs`.
+
+mod config;
+mod metrics;
+mod storage;
 
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use serde::Serialize;
 use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
-use vibes_iggy::{EventConsumer, EventLog, LogError, Offset, SeekTo, StartPosition};
+use vibes_iggy::{EventConsumer, EventLog, LogError, Offset, SeekTo};
 
-use crate::backoff::Backoff;
+pub use self::config::{
+    DEFAULT_FAILED_COOLDOWN, GroupConfig, GroupSpec, HandlerFactory, RestartPolicy,
+};
+use self::metrics::lock;
+pub use self::metrics::{GroupMetrics, GroupSnapshot, GroupState};
+use self::storage::{Repair, Stalled, resume_at};
 use crate::dead_letters::DeadLetters;
-use crate::metrics::{LatencyHistogram, LatencySummary};
 use crate::supervisor::ControlError;
-
-/// Makes a fresh handler: at the first start and after every restart.
-pub type HandlerFactory = Arc<dyn Fn() -> Box<dyn Handler> + Send + Sync>;
-
-/// How a group runs, fixed when it is registered.
-#[derive(Debug, Clone)]
-pub struct GroupConfig {
-    /// The group's name in the log.
-    pub name: String,
-    /// Where a group that never committed starts.
-    pub start: StartPosition,
-    /// The most events handed to the handler at once.
-    pub batch_size: usize,
-    /// How long one step waits for an event before it yields to the
-    /// mailbox (and control messages).
-    pub poll_timeout: Duration,
-    /// Handler failures in a row at one event before it is dead-lettered.
-    pub max_attempts: u32,
-    /// The delays between those attempts.
-    pub retry: Backoff,
-    /// The delays between tries of a step the storage under the log failed
-    /// (a full disk, an I/O error): the group waits, it does not fail.
-    pub storage_retry: Backoff,
-    /// When and how often the Supervisor restarts the group.
-    pub restart: RestartPolicy,
-}
-
-impl GroupConfig {
-    /// A group with the defaults: from the beginning, batches of 100,
-    /// 3 attempts per event.
-    pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            start: StartPosition::Beginning,
-            batch_size: 100,
-            poll_timeout: Duration::from_millis(100),
-            max_attempts: 3,
-            retry: Backoff {
-                min: Duration::from_millis(50),
-                max: Duration::from_secs(5),
-            },
-            storage_retry: Backoff {
-                min: Duration::from_millis(100),
-                max: Duration::from_secs(30),
-            },
-            restart: RestartPolicy::default(),
-        }
-    }
-}
-
-/// How long a `failed` group waits before it is tried again, by default.
-pub const DEFAULT_FAILED_COOLDOWN: Duration = Duration::from_secs(300);
-
-/// When the Supervisor restarts a failed group, and when it gives up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestartPolicy {
-    /// Delays before restarts (about 100 ms up to 30 s).
-    pub backoff: Backoff,
-    /// More than this many restarts within `window` marks the group
-    /// `failed` and leaves it stopped for `cooldown`, or until an operator
-    /// restarts it.
-    pub max_restarts: usize,
-    pub window: Duration,
-    /// How long a `failed` group stays stopped before it is tried again
-    /// (with a fresh restart window).
-    pub cooldown: Duration,
-    /// Restarts in a row that crash at the same offset before that event is
-    /// dead-lettered.
-    pub crash_loop_limit: u32,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        Self {
-            backoff: Backoff {
-                min: Duration::from_millis(100),
-                max: Duration::from_secs(30),
-            },
-            max_restarts: 10,
-            window: Duration::from_secs(60),
-            cooldown: DEFAULT_FAILED_COOLDOWN,
-            crash_loop_limit: 3,
-        }
-    }
-}
-
-/// A group as registered with the Supervisor.
-#[derive(Clone)]
-pub struct GroupSpec {
-    pub config: GroupConfig,
-    pub handler: HandlerFactory,
-}
-
-impl std::fmt::Debug for GroupSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupSpec")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-/// What a group is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GroupState {
-    /// Opening its consumer.
-    Starting,
-    Running,
-    /// Paused by an operator: polls nothing until resumed.
-    Paused,
-    /// Waiting to retry a failed event or a step the storage failed, or to
-    /// be restarted.
-    BackingOff,
-    /// Restarted too often; stopped until its cool-down is over or an
-    /// operator restarts it.
-    Failed,
-    Stopped,
-}
-
-/// A group's counters, shared by its actor and the Supervisor (they outlive
-/// every restart of the actor).
-#[derive(Debug)]
-pub struct GroupMetrics {
-    state: Mutex<GroupState>,
-    last_error: Mutex<Option<String>>,
-    /// The offsets handed to the handler and not yet answered.
-    in_flight: Mutex<Option<RangeInclusive<Offset>>>,
-    committed: Mutex<Option<Offset>>,
-    position: AtomicU64,
-    restarts: AtomicU64,
-    handled: AtomicU64,
-    handler_errors: AtomicU64,
-    dead_letters: AtomicU64,
-    handler_latency: LatencyHistogram,
-}
-
-impl Default for GroupMetrics {
-    fn default() -> Self {
-        Self {
-            state: Mutex::new(GroupState::Starting),
-            last_error: Mutex::new(None),
-            in_flight: Mutex::new(None),
-            committed: Mutex::new(None),
-            position: AtomicU64::new(0),
-            restarts: AtomicU64::new(0),
-            handled: AtomicU64::new(0),
-            handler_errors: AtomicU64::new(0),
-            dead_letters: AtomicU64::new(0),
-            handler_latency: LatencyHistogram::default(),
-        }
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every field here is consistent on its own; a panic elsewhere does not
-    // make it wrong.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl GroupMetrics {
-    pub fn state(&self) -> GroupState {
-        *lock(&self.state)
-    }
-
-    pub(crate) fn set_state(&self, state: GroupState) {
-        *lock(&self.state) = state;
-    }
-
-    pub fn committed(&self) -> Option<Offset> {
-        *lock(&self.committed)
-    }
-
-    pub fn last_error(&self) -> Option<String> {
-        lock(&self.last_error).clone()
-    }
-
-    pub(crate) fn set_last_error(&self, error: impl Into<String>) {
-        *lock(&self.last_error) = Some(error.into());
-    }
-
-    /// The offsets the handler was working on when the actor failed, once.
-    pub(crate) fn take_in_flight(&self) -> Option<RangeInclusive<Offset>> {
-        lock(&self.in_flight).take()
-    }
-
-    /// Records a move of the group made while its actor was not running.
-    pub(crate) fn set_committed(&self, committed: Option<Offset>, position: Offset) {
-        *lock(&self.committed) = committed;
-        self.position.store(position, Ordering::Relaxed);
-    }
-
-    pub(crate) fn count_restart(&self) {
-        self.restarts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A snapshot, with the log's high-water mark and the age of the oldest
-    /// event not yet committed filled in by the caller.
-    pub(crate) fn snapshot(
-        &self,
-        name: &str,
-        high_water_mark: Offset,
-        lag_seconds: f64,
-        open_dead_letters: usize,
-    ) -> GroupSnapshot {
-        let committed = self.committed();
-        let done = committed.map_or(0, |offset| offset + 1);
-        GroupSnapshot {
-            name: name.to_owned(),
-            state: self.state(),
-            last_error: self.last_error(),
-            committed,
-            position: self.position.load(Ordering::Relaxed),
-            high_water_mark,
-            lag_events: high_water_mark.saturating_sub(done),
-            lag_seconds,
-            restarts: self.restarts.load(Ordering::Relaxed),
-            events_handled: self.handled.load(Ordering::Relaxed),
-            handler_errors: self.handler_errors.load(Ordering::Relaxed),
-            dead_letters: self.dead_letters.load(Ordering::Relaxed),
-            open_dead_letters,
-            handler_latency: self.handler_latency.summary(),
-        }
-    }
-}
-
-/// Where a group stands, for the control API, `/metrics` and the UI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GroupSnapshot {
-    pub name: String,
-    pub state: GroupState,
-    /// Why it last failed, backed off or dead-lettered.
-    pub last_error: Option<String>,
-    /// The last offset done (`None`: nothing yet).
-    pub committed: Option<Offset>,
-    /// The next offset it reads.
-    pub position: Offset,
-    pub high_water_mark: Offset,
-    /// Events in the log not yet committed by this group.
-    pub lag_events: u64,
-    /// Age of the oldest event not yet committed, in seconds (0 when none).
-    pub lag_seconds: f64,
-    pub restarts: u64,
-    pub events_handled: u64,
-    pub handler_errors: u64,
-    /// Events this group dead-lettered since vibesd started.
-    pub dead_letters: u64,
-    /// Its dead letters not yet replayed or skipped (from the log).
-    pub open_dead_letters: usize,
-    /// Time per handler call (one batch), in microseconds.
-    pub handler_latency: LatencySummary,
-}
 
 /// The ConsumerGroup actor; its configuration is fixed for its lifetime.
 #[derive(Debug)]
@@ -359,60 +121,6 @@ pub struct ConsumerGroupState {
     repair: Option<Repair>,
     /// Steps in a row the storage failed (0: it works).
     storage_failures: u32,
-}
-
-/// What a step the storage failed left undone. At-least-once holds either
-/// way: a repair never marks as done an event that was not handled, and at
-/// worst hands some to the handler again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Repair {
-    /// Commit this offset; the group already reads past it.
-    Commit(Offset),
-    /// Read from this offset next, everything before it done.
-    Seek(Offset),
-    /// Write this dead letter, then read from the offset after it.
-    DeadLetter {
-        offset: Offset,
-        attempts: u32,
-        error: String,
-    },
-}
-
-/// A step the log stopped: the error, and what is left to redo if it passes.
-#[derive(Debug)]
-struct Stalled {
-    error: LogError,
-    repair: Option<Repair>,
-}
-
-impl Stalled {
-    fn redo(repair: Repair) -> impl FnOnce(LogError) -> Self {
-        move |error| Self {
-            error,
-            repair: Some(repair),
-        }
-    }
-}
-
-impl From<LogError> for Stalled {
-    fn from(error: LogError) -> Self {
-        Self {
-            error,
-            repair: None,
-        }
-    }
-}
-
-/// An error with its causes, `outer: cause: cause`, for `last_error`.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl std::fmt::Debug for ConsumerGroupState {
@@ -787,31 +495,6 @@ impl ConsumerGroup {
         Ok(())
     }
 
-    /// Redoes what a storage failure left undone; if the storage fails
-    /// again, what is still undone.
-    async fn repair(&self, state: &mut ConsumerGroupState, repair: Repair) -> Result<(), Stalled> {
-        match repair {
-            Repair::Commit(offset) => self
-                .commit(state, offset)
-                .await
-                .map_err(Stalled::redo(Repair::Commit(offset))),
-            Repair::Seek(offset) => self
-                .seek(state, offset)
-                .await
-                .map_err(Stalled::redo(Repair::Seek(offset))),
-            Repair::DeadLetter {
-                offset,
-                attempts,
-                error,
-            } => {
-                self.write_dead_letter(state, offset, attempts, error)
-                    .await?;
-                let next = resume_at(state, offset + 1);
-                Box::pin(self.repair(state, next)).await
-            }
-        }
-    }
-
     /// Hands one dead letter to the handler again; on success records that
     /// it was replayed.
     async fn replay(
@@ -867,55 +550,5 @@ impl ConsumerGroup {
             state.metrics.set_state(GroupState::BackingOff);
         }
         myself.send_after(delay, || ConsumerGroupMsg::Step);
-    }
-
-    /// A step worked: if the storage had failed, it works again.
-    fn storage_works(&self, state: &mut ConsumerGroupState) {
-        let failures = std::mem::take(&mut state.storage_failures);
-        if failures > 0 {
-            tracing::info!(
-                group = %self.config.name, failures,
-                "the log works again; consumer group resumed"
-            );
-            if !state.paused && !state.backing_off {
-                state.metrics.set_state(GroupState::Running);
-            }
-        }
-    }
-
-    /// The storage failed a step: keep what is left to redo, and try again
-    /// after the storage back-off. The actor does not fail, so no restart
-    /// is spent on a full disk.
-    fn storage_back_off(
-        &self,
-        myself: &ActorRef<ConsumerGroupMsg>,
-        state: &mut ConsumerGroupState,
-        stalled: Stalled,
-    ) {
-        if stalled.repair.is_some() {
-            state.repair = stalled.repair;
-        }
-        state.storage_failures = state.storage_failures.saturating_add(1);
-        let delay = self.config.storage_retry.delay(state.storage_failures);
-        let error = with_causes(&stalled.error);
-        tracing::warn!(
-            group = %self.config.name, %error, ?delay, failures = state.storage_failures,
-            "the log failed; consumer group retries after back-off"
-        );
-        state.metrics.set_last_error(format!("storage: {error}"));
-        state.backing_off = true;
-        if !state.paused {
-            state.metrics.set_state(GroupState::BackingOff);
-        }
-        myself.send_after(delay, || ConsumerGroupMsg::Step);
-    }
-}
-
-/// How to get back to reading `next` with everything before it done: a
-/// commit if the group already reads there, else a seek back to it.
-fn resume_at(state: &ConsumerGroupState, next: Offset) -> Repair {
-    match next.checked_sub(1) {
-        Some(done) if next == state.consumer.position() => Repair::Commit(done),
-        _ => Repair::Seek(next),
     }
 }
