@@ -49,18 +49,6 @@ impl From<LogError> for Stalled {
     }
 }
 
-/// An error with its causes, `outer: cause: cause`, for `last_error`.
-fn with_causes(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 impl ConsumerGroup {
     /// Redoes what a storage failure left undone; if the storage fails
     /// again, what is still undone.
@@ -119,7 +107,7 @@ impl ConsumerGroup {
         }
         state.storage_failures = state.storage_failures.saturating_add(1);
         let delay = self.config.storage_retry.delay(state.storage_failures);
-        let error = with_causes(&stalled.error);
+        let error = vibes_core::error_chain(&stalled.error);
         tracing::warn!(
             group = %self.config.name, %error, ?delay, failures = state.storage_failures,
             "the log failed; consumer group retries after back-off"
