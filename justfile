@@ -24,3 +24,8 @@ bench:
 # Formatting and lints, as warnings-are-errors.
 lint:
     cargo fmt --all --check && cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Before a commit: formatting checked, clippy with warnings as errors, and
+# every test, in that order; stops at the first that fails.
+pre-commit:
+    cargo fmt --all --check && cargo clippy --workspace --all-targets --locked -- -D warnings && cargo test --workspace --locked

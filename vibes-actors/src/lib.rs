@@ -21,3 +21,6 @@ pub mod writer;
 pub use writer::{
     LogWriter, LogWriterConfig, LogWriterHandle, LogWriterMsg, WriterError, WriterSnapshot,
 };
+
+/// Why an actor (the Supervisor, at start) could not be spawned.
+pub use ractor::SpawnErr;

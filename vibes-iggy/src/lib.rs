@@ -7,7 +7,8 @@
 //!   ([`iggy::IggyManager`]) or external;
 //! - [`embedded`]: a SQLite file in the data directory, the default where no
 //!   `iggy-server` is installed;
-//! - [`memory`]: process memory, for tests and `--ephemeral` runs.
+//! - [`memory`]: process memory, for tests and throwaway runs
+//!   (`--backend memory`).
 //!
 //! [`open`] opens the one the data directory records (`record.rs`), or for
 //! a new directory picks one from a [`BackendConfig`] the way `auto`

@@ -1,5 +1,5 @@
 //! The memory backend: the whole log in process memory, for tests and
-//! `--ephemeral` runs. It keeps every promise of the contract except
+//! `--backend memory` runs. It keeps every promise of the contract except
 //! surviving the process; clones share one log, so a test can drop a consumer
 //! and open it again.
 

@@ -45,8 +45,8 @@ pub enum ServerError {
     Log(#[from] vibes_iggy::LogError),
     #[error(transparent)]
     Consumer(#[from] consumers::ConsumerError),
-    #[error("cannot start the actors: {0}")]
-    Actors(String),
+    #[error("cannot start the actors")]
+    Actors(#[source] vibes_actors::SpawnErr),
     #[error("cannot listen on {address}")]
     Bind {
         address: SocketAddr,
@@ -118,7 +118,7 @@ pub async fn run(
         writer: config.writer_config(),
     })
     .await
-    .map_err(|err| ServerError::Actors(err.to_string()))?;
+    .map_err(ServerError::Actors)?;
 
     let listener = match tokio::net::TcpListener::bind(config.bind).await {
         Ok(listener) => listener,

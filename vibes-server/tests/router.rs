@@ -344,3 +344,50 @@ async fn pause_and_resume_answer_the_new_state() {
         (StatusCode::OK, Some("running"))
     );
 }
+
+// The black-box tests found the token check and the 413 through a real
+// socket; these pin the mapping in-process, one request each.
+#[tokio::test]
+async fn the_token_and_the_body_limit_map_to_their_4xx() {
+    let app = App::start(
+        "bind = \"0.0.0.0:7432\"\ntoken = \"s3cret-token\"\n[limits]\nmax_body_bytes = 1024",
+    )
+    .await;
+    let body = user_input("s", "hi");
+    let (status, answer) = app.send(post_json("/api/events", &body)).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing_token"))
+    );
+    let authorized = |mut request: Request<Body>, token: &str| {
+        request.headers_mut().insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        request
+    };
+    let (status, answer) = app
+        .send(authorized(post_json("/api/events", &body), "not-it"))
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("wrong_token"))
+    );
+    let (status, answer) = app
+        .send(authorized(post_json("/api/events", &body), "s3cret-token"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let big = user_input("s", &"x".repeat(2000));
+    let (status, answer) = app
+        .send(authorized(post_json("/api/events", &big), "s3cret-token"))
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("body_too_large")),
+        "{answer}"
+    );
+    let (status, answer) = app
+        .send(authorized(get("/api/status"), "s3cret-token"))
+        .await;
+    assert_eq!(answer["high_water_mark"], 1, "{status} {answer}");
+}
