@@ -45,13 +45,15 @@ use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
 use vibes_iggy::{EventConsumer, EventLog, LogError, Offset, SeekTo};
 
 pub use self::config::{
-    DEFAULT_FAILED_COOLDOWN, GroupConfig, GroupSpec, HandlerFactory, RestartPolicy,
+    DEFAULT_FAILED_COOLDOWN, DEFAULT_STUCK_AFTER, GroupConfig, GroupSpec, HandlerFactory,
+    RestartPolicy,
 };
-use self::metrics::lock;
-pub use self::metrics::{GroupMetrics, GroupSnapshot, GroupState};
+use self::metrics::{InFlight, lock};
+pub use self::metrics::{BatchSnapshot, GroupMetrics, GroupSnapshot, GroupState};
 use self::storage::{Repair, Stalled, resume_at};
 use crate::dead_letters::DeadLetters;
-use crate::supervisor::ControlError;
+use crate::supervisor::{ControlError, SeekReport};
+use crate::writer::LogWriterHandle;
 
 /// The ConsumerGroup actor; its configuration is fixed for its lifetime.
 #[derive(Debug)]
@@ -69,9 +71,9 @@ pub enum ConsumerGroupMsg {
     Pause(RpcReplyPort<Result<(), ControlError>>),
     /// Go on polling after a pause; answered once taken.
     Resume(RpcReplyPort<Result<(), ControlError>>),
-    /// Move the group (and its committed offset) and answer the new
-    /// position.
-    Seek(SeekTo, RpcReplyPort<Result<Offset, LogError>>),
+    /// Move the group (and its committed offset) and answer what the move
+    /// did: the Supervisor's report, with where the group reads now.
+    Seek(SeekTo, SeekReport, RpcReplyPort<Result<SeekReport, ControlError>>),
     /// Hand the event at this offset (a dead letter) to the handler once
     /// more, alone; answers whether the handler took it.
     Replay(Offset, RpcReplyPort<Result<(), ControlError>>),
@@ -79,7 +81,9 @@ pub enum ConsumerGroupMsg {
 
 /// What a ConsumerGroup is started with (again at every restart).
 pub struct ConsumerGroupArgs {
+    /// For reading; the group writes (dead letters) through `writer`.
     pub log: Arc<dyn EventLog>,
+    pub writer: LogWriterHandle,
     pub handler: Box<dyn Handler>,
     pub metrics: Arc<GroupMetrics>,
     pub dead_letters: Arc<DeadLetters>,
@@ -106,6 +110,7 @@ impl std::fmt::Debug for ConsumerGroupArgs {
 /// A running group's state, built in `pre_start`.
 pub struct ConsumerGroupState {
     log: Arc<dyn EventLog>,
+    writer: LogWriterHandle,
     consumer: Box<dyn EventConsumer>,
     handler: Box<dyn Handler>,
     metrics: Arc<GroupMetrics>,
@@ -157,6 +162,7 @@ impl Actor for ConsumerGroup {
             .store(consumer.position(), Ordering::Relaxed);
         let mut state = ConsumerGroupState {
             log: args.log,
+            writer: args.writer,
             consumer,
             handler: args.handler,
             metrics: args.metrics,
@@ -246,18 +252,22 @@ impl Actor for ConsumerGroup {
                 }
                 let _ = reply.send(Ok(()));
             }
-            ConsumerGroupMsg::Seek(to, reply) => {
+            ConsumerGroupMsg::Seek(to, report, reply) => {
                 let result = state.consumer.seek(to).await;
-                if let Ok(position) = &result {
-                    let position = *position;
-                    state.failures = None;
-                    state.careful_until = None;
-                    // The group is where the operator put it now.
-                    state.repair = None;
-                    self.moved(state, position);
-                }
+                let answer = match result {
+                    Ok(position) => {
+                        state.failures = None;
+                        state.careful_until = None;
+                        // The group is where the operator put it now.
+                        state.repair = None;
+                        self.moved(state, position);
+                        tracing::info!(group = %self.config.name, ?report, "consumer group sought");
+                        Ok(report.landed_at(position))
+                    }
+                    Err(err) => Err(err.into()),
+                };
                 // The caller may have given up waiting; the seek stands.
-                let _ = reply.send(result);
+                let _ = reply.send(answer);
             }
             ConsumerGroupMsg::Replay(offset, reply) => {
                 let result = self.replay(state, offset).await;
@@ -331,10 +341,16 @@ impl ConsumerGroup {
             return Ok(true);
         };
         let (first, last) = (*first, *last);
-        *lock(&state.metrics.in_flight) = Some(first..=last);
         let started = Instant::now();
+        *lock(&state.metrics.in_flight) = Some(InFlight {
+            offsets: first..=last,
+            since: started,
+        });
         let outcome = state.handler.handle(batch).await;
-        state.metrics.handler_latency.record(started.elapsed());
+        state
+            .metrics
+            .handler_latency
+            .record_duration(started.elapsed());
         *lock(&state.metrics.in_flight) = None;
         match outcome {
             Handled::All => {
@@ -473,9 +489,9 @@ impl ConsumerGroup {
             error: error.clone(),
             attempts,
         };
-        if let Err(err) = state.log.append(StoredEvent::new(event.clone())).await {
+        if let Err(err) = state.writer.append(StoredEvent::new(event.clone())).await {
             return Err(Stalled {
-                error: err,
+                error: err.into(),
                 repair: Some(Repair::DeadLetter {
                     offset,
                     attempts,
@@ -536,7 +552,11 @@ impl ConsumerGroup {
             offset,
             resolution: "replayed".into(),
         };
-        state.log.append(StoredEvent::new(resolved.clone())).await?;
+        state
+            .writer
+            .append(StoredEvent::new(resolved.clone()))
+            .await
+            .map_err(ControlError::Writer)?;
         state.dead_letters.apply(&resolved);
         Ok(())
     }

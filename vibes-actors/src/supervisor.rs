@@ -1,5 +1,5 @@
-//! The Supervisor actor: owns the log, runs one ConsumerGroup per group,
-//! restarts them, and answers the control operations.
+//! The Supervisor actor: owns the log, runs one ConsumerGroup per group and
+//! the LogWriter, restarts them, and answers the control operations.
 //!
 //! - It owns the [`EventLog`] and, when vibesd manages one, the
 //!   `iggy-server` ([`IggyManager`]); it stops the server last at shutdown.
@@ -15,133 +15,56 @@
 //! - Crash loops: the offsets a group had in flight when it crashed are
 //!   handled one at a time after the restart; an offset that crashes it on
 //!   `crash_loop_limit` restarts in a row is dead-lettered by the next one.
-//! - It starts and owns the LogWriter, whose handle producers get from
-//!   [`SupervisorHandle::writer`].
+//! - It starts the LogWriter, whose handle producers get from
+//!   [`SupervisorHandle::writer`], and restarts it by the same rules when
+//!   it fails: the appends queued then are answered with an error, never
+//!   left waiting, and the handles work again once the new writer runs.
+//! - Its mailbox is never blocked by a child. Control operations are
+//!   forwarded with their reply port to the group (pause, resume, replay,
+//!   seek), or run in a task it owns (spawns, skips, shutdown); a group that
+//!   does not stop when asked is killed after a grace period. Snapshots
+//!   (`view.rs`) send it no message at all.
 //! - Shutdown drains the LogWriter, stops every group (each finishes its
 //!   step, and so commits) and then the `iggy-server`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod control;
+mod restart;
+mod view;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use chrono::Utc;
 use ractor::{
-    Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent,
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
+    SupervisionEvent,
 };
-use serde::Serialize;
+use tokio::task::JoinSet;
 use vibes_core::{StoredEvent, VibesEvent};
 use vibes_iggy::iggy::IggyManager;
 use vibes_iggy::{EventLog, LogError, Offset, OpenedLog, SeekTo};
 
-use crate::dead_letters::{DeadLetter, DeadLetters};
+pub use self::control::{ControlError, SeekReport, SupervisorHandle};
+use self::restart::{Decision, Restarts};
+pub use self::view::{ActorKind, ActorNode, ActorTree, IggyServerSnapshot, SupervisorSnapshot};
+pub use self::view::View;
+use crate::dead_letters::DeadLetters;
 use crate::group::{
-    ConsumerGroup, ConsumerGroupArgs, ConsumerGroupMsg, GroupMetrics, GroupSnapshot, GroupSpec,
-    GroupState,
+    ConsumerGroup, ConsumerGroupArgs, ConsumerGroupMsg, GroupMetrics, GroupSpec, GroupState,
+    RestartPolicy,
 };
-use crate::writer::{LogWriter, LogWriterConfig, LogWriterHandle, WriterSnapshot};
+use crate::metrics::ActorRun;
+use crate::writer::{LogWriter, LogWriterConfig, LogWriterHandle};
 
-/// How long the Supervisor waits for a group to answer a control call, and
-/// for a group to finish its step at shutdown.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a group asked to stop (an operator's restart) may finish its
+/// step before it is killed. A killed group did not commit its batch: it is
+/// read again, so nothing is lost.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// What a control operation can refuse. Each refusal keeps its kind, so
-/// the API picks a status by variant, never by reading the message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ControlError {
-    #[error("no consumer group named {0:?}")]
-    UnknownGroup(String),
-    #[error("a consumer group named {0:?} is already registered")]
-    AlreadyRegistered(String),
-    #[error("consumer group {group:?} is {state:?}, not running; restart it first")]
-    NotRunning { group: String, state: GroupState },
-    #[error("consumer group {group:?} has no open dead letter at offset {offset}")]
-    NoSuchDeadLetter { group: String, offset: Offset },
-    /// A seek or replay named an offset the log does not hold.
-    #[error(
-        "offset {offset} is out of range: the log's high-water mark is {high_water_mark} \
-         (seeks may name offsets up to it)"
-    )]
-    OffsetOutOfRange {
-        offset: Offset,
-        high_water_mark: Offset,
-    },
-    /// The handler failed again on a replayed dead letter; it stays open.
-    #[error(
-        "the handler of {group:?} failed again on offset {offset}: {error}; the dead letter \
-         stays open"
-    )]
-    ReplayFailed {
-        group: String,
-        offset: Offset,
-        error: String,
-    },
-    /// A dead letter whose record does not decode can never be handled.
-    #[error(
-        "the event at offset {offset} cannot be decoded ({error}), so {group:?} can never \
-         handle it; skip the dead letter instead"
-    )]
-    Undecodable {
-        group: String,
-        offset: Offset,
-        error: String,
-    },
-    /// A group did not answer a control call in time (its handler is busy).
-    #[error("consumer group {group:?} did not answer the {operation} in time; try again")]
-    NoAnswer {
-        group: String,
-        operation: &'static str,
-    },
-    /// The log could not do it just now; nothing changed.
-    #[error("the log is unavailable: {0}")]
-    Unavailable(String),
-    #[error("vibesd is shutting down")]
-    ShuttingDown,
-    /// Anything else; the message says why.
-    #[error("{0}")]
-    Failed(String),
-}
-
-impl From<LogError> for ControlError {
-    fn from(err: LogError) -> Self {
-        match err {
-            LogError::OffsetOutOfRange {
-                offset,
-                high_water_mark,
-            } => Self::OffsetOutOfRange {
-                offset,
-                high_water_mark,
-            },
-            LogError::Unavailable { .. } => Self::Unavailable(vibes_core::error_chain(&err)),
-            other => Self::Failed(vibes_core::error_chain(&other)),
-        }
-    }
-}
-
-/// What a seek did, or with `dry_run`, would do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SeekReport {
-    /// The offset the group read next before the seek.
-    pub from: Offset,
-    /// The offset it reads next after it.
-    pub to: Offset,
-    /// Events it handles again (seeking back).
-    pub replayed: u64,
-    /// Events it never handles (seeking forward).
-    pub skipped: u64,
-    pub dry_run: bool,
-}
-
-/// Everything the Supervisor knows, for `/api/status`, `/metrics` and the UI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SupervisorSnapshot {
-    pub backend: String,
-    /// Why that backend runs.
-    pub backend_reason: String,
-    pub high_water_mark: Offset,
-    pub writer: WriterSnapshot,
-    pub groups: Vec<GroupSnapshot>,
-}
+/// How long shutdown waits for every group to finish its step and commit
+/// before it kills the ones still busy.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 /// The Supervisor actor.
 #[derive(Debug)]
@@ -152,13 +75,11 @@ pub struct Supervisor;
 pub enum SupervisorMsg {
     /// Adds a group and starts it.
     Register(GroupSpec, RpcReplyPort<Result<(), ControlError>>),
-    /// A snapshot of every group, by name.
-    Groups(RpcReplyPort<Vec<GroupSnapshot>>),
     /// Stops a group polling until resumed (kept across restarts).
     Pause(String, RpcReplyPort<Result<(), ControlError>>),
     Resume(String, RpcReplyPort<Result<(), ControlError>>),
     /// Restarts a group now, whatever its state; for one that `failed`,
-    /// this is the operator's way back.
+    /// this is the operator's way back. Answered once the new actor runs.
     Restart(String, RpcReplyPort<Result<(), ControlError>>),
     /// Moves a group; with `dry_run`, only says how many events that would
     /// replay or skip.
@@ -168,10 +89,6 @@ pub enum SupervisorMsg {
         dry_run: bool,
         reply: RpcReplyPort<Result<SeekReport, ControlError>>,
     },
-    /// A snapshot of the log and every group.
-    Snapshot(RpcReplyPort<SupervisorSnapshot>),
-    /// Every open dead letter.
-    DeadLetters(RpcReplyPort<Vec<DeadLetter>>),
     /// Hands a dead letter to its group's handler again.
     Replay {
         group: String,
@@ -184,21 +101,27 @@ pub enum SupervisorMsg {
         offset: Offset,
         reply: RpcReplyPort<Result<(), ControlError>>,
     },
-    /// Sent to itself when a group's back-off is over. A respawn whose
-    /// generation is stale (an operator acted since) is ignored.
-    Respawn {
+    /// Answered at once: the Supervisor takes messages.
+    Ping(RpcReplyPort<()>),
+    /// Sent by the task that spawned a group's actor. A spawn whose
+    /// generation is stale (an operator acted since) is stopped again.
+    Spawned {
         group: String,
         generation: u64,
+        result: Result<ActorRef<ConsumerGroupMsg>, SpawnErr>,
     },
+    /// Sent to itself when a group's back-off is over. A respawn whose
+    /// generation is stale (an operator acted since) is ignored.
+    Respawn { group: String, generation: u64 },
     /// Sent to itself when a `failed` group's cool-down is over: it is
     /// started again with a fresh restart window, unless an operator acted
     /// since (a stale generation).
-    CooledDown {
-        group: String,
-        generation: u64,
-    },
-    /// The LogWriter's handle, for producers.
-    Writer(RpcReplyPort<LogWriterHandle>),
+    CooledDown { group: String, generation: u64 },
+    /// Sent to itself when the failed LogWriter's back-off (or cool-down)
+    /// is over.
+    RespawnWriter { generation: u64 },
+    /// The handle's way in: the shared view (and with it the writer).
+    View(RpcReplyPort<Arc<View>>),
     /// Drains the LogWriter, stops every group, then the `iggy-server`,
     /// then itself.
     Shutdown(RpcReplyPort<()>),
@@ -215,22 +138,36 @@ pub struct SupervisorArgs {
 /// One registered group.
 struct GroupEntry {
     spec: GroupSpec,
-    /// Outlive every restart of the actor.
+    /// Outlive every restart of the actor; shared with the view.
     metrics: Arc<GroupMetrics>,
+    /// The running actor; `None` while it is spawned, backs off, failed or
+    /// stopped.
     actor: Option<ActorRef<ConsumerGroupMsg>>,
-    /// Bumped by every spawn and operator action; a stale respawn timer
+    /// Bumped by every spawn and operator action; a stale timer or spawn
     /// carries an older one.
     generation: u64,
-    /// When it was restarted within the current window.
-    restarts: VecDeque<Instant>,
+    restarts: Restarts,
     paused: bool,
+    /// What the actor being started (or running) was told about `paused`.
+    spawned_paused: bool,
     /// The offset the last crashes happened at, and how many in a row.
     crash: Option<(Offset, u32)>,
     /// The offsets in flight at the last crash.
     careful: Option<RangeInclusive<Offset>>,
     /// It is being stopped on purpose: its termination is not a failure.
     stopping: bool,
-    spawned_once: bool,
+    /// Operators waiting for its restart; answered once the new actor runs.
+    restart_replies: Vec<RpcReplyPort<Result<(), ControlError>>>,
+}
+
+/// The LogWriter's supervision.
+struct WriterEntry {
+    handle: LogWriterHandle,
+    /// The running writer's id; `None` while it is restarted.
+    actor: Option<ActorId>,
+    generation: u64,
+    restarts: Restarts,
+    policy: RestartPolicy,
 }
 
 /// The Supervisor's state, built in `pre_start`.
@@ -238,12 +175,19 @@ pub struct SupervisorState {
     log: Arc<dyn EventLog>,
     /// The managed `iggy-server`, stopped at shutdown after every group.
     manager: Option<IggyManager>,
-    backend_reason: String,
-    /// Every producer's way into the log; drained first at shutdown.
-    writer: LogWriterHandle,
+    view: Arc<View>,
+    writer: WriterEntry,
     groups: BTreeMap<String, GroupEntry>,
     by_actor: HashMap<ActorId, String>,
+    /// Actors that ended before their `Spawned` arrived (a child's
+    /// supervision event outruns the spawning task's message), with why.
+    ended_early: HashMap<ActorId, Option<String>>,
+    /// Actors spawned for a stale generation and stopped at once.
+    discarded: HashSet<ActorId>,
     dead_letters: Arc<DeadLetters>,
+    /// Spawns, skips, stop deadlines and the shutdown; aborted with the
+    /// state.
+    tasks: JoinSet<()>,
     shutting_down: bool,
 }
 
@@ -257,149 +201,26 @@ impl std::fmt::Debug for SupervisorState {
     }
 }
 
-/// A cheap, cloneable way to talk to the Supervisor.
-#[derive(Debug, Clone)]
-pub struct SupervisorHandle {
-    actor: ActorRef<SupervisorMsg>,
-    writer: LogWriterHandle,
-}
-
 impl Supervisor {
-    /// Starts the Supervisor, which opens the dead-letter index from the log
-    /// and starts every group of `args`.
+    /// Starts the Supervisor, which opens the dead-letter index from the log,
+    /// starts the LogWriter and every group of `args`.
     pub async fn start(
         args: SupervisorArgs,
     ) -> Result<(SupervisorHandle, tokio::task::JoinHandle<()>), SpawnErr> {
         let (actor, join) = Actor::spawn(None, Supervisor, args).await?;
-        let writer = match actor.call(SupervisorMsg::Writer, Some(CHILD_TIMEOUT)).await {
-            Ok(ractor::rpc::CallResult::Success(writer)) => writer,
+        let view = match actor
+            .call(SupervisorMsg::View, Some(control::CONTROL_TIMEOUT))
+            .await
+        {
+            Ok(ractor::rpc::CallResult::Success(view)) => view,
             _ => {
                 actor.stop(None);
                 return Err(SpawnErr::StartupFailed(
-                    "the supervisor did not hand out its log writer".into(),
+                    "the supervisor did not hand out its view".into(),
                 ));
             }
         };
-        Ok((SupervisorHandle { actor, writer }, join))
-    }
-}
-
-/// The call failed because the Supervisor is gone.
-fn gone<T>(_: T) -> ControlError {
-    ControlError::ShuttingDown
-}
-
-impl SupervisorHandle {
-    pub fn actor(&self) -> &ActorRef<SupervisorMsg> {
-        &self.actor
-    }
-
-    /// The LogWriter: every producer appends through it.
-    pub fn writer(&self) -> &LogWriterHandle {
-        &self.writer
-    }
-
-    async fn ask<T: Send + 'static>(
-        &self,
-        build: impl FnOnce(RpcReplyPort<T>) -> SupervisorMsg,
-    ) -> Result<T, ControlError> {
-        match self.actor.call(build, Some(CHILD_TIMEOUT * 2)).await {
-            Ok(ractor::rpc::CallResult::Success(answer)) => Ok(answer),
-            Ok(_) => Err(ControlError::Failed(
-                "the supervisor did not answer in time".into(),
-            )),
-            Err(err) => Err(gone(err)),
-        }
-    }
-
-    pub async fn register(&self, spec: GroupSpec) -> Result<(), ControlError> {
-        self.ask(|reply| SupervisorMsg::Register(spec, reply))
-            .await?
-    }
-
-    pub async fn groups(&self) -> Result<Vec<GroupSnapshot>, ControlError> {
-        self.ask(SupervisorMsg::Groups).await
-    }
-
-    pub async fn group(&self, name: &str) -> Result<GroupSnapshot, ControlError> {
-        self.groups()
-            .await?
-            .into_iter()
-            .find(|group| group.name == name)
-            .ok_or_else(|| ControlError::UnknownGroup(name.to_owned()))
-    }
-
-    pub async fn pause(&self, group: &str) -> Result<(), ControlError> {
-        let group = group.to_owned();
-        self.ask(|reply| SupervisorMsg::Pause(group, reply)).await?
-    }
-
-    pub async fn resume(&self, group: &str) -> Result<(), ControlError> {
-        let group = group.to_owned();
-        self.ask(|reply| SupervisorMsg::Resume(group, reply))
-            .await?
-    }
-
-    pub async fn restart(&self, group: &str) -> Result<(), ControlError> {
-        let group = group.to_owned();
-        self.ask(|reply| SupervisorMsg::Restart(group, reply))
-            .await?
-    }
-
-    pub async fn seek(
-        &self,
-        group: &str,
-        to: SeekTo,
-        dry_run: bool,
-    ) -> Result<SeekReport, ControlError> {
-        let group = group.to_owned();
-        self.ask(|reply| SupervisorMsg::Seek {
-            group,
-            to,
-            dry_run,
-            reply,
-        })
-        .await?
-    }
-
-    pub async fn snapshot(&self) -> Result<SupervisorSnapshot, ControlError> {
-        self.ask(SupervisorMsg::Snapshot).await
-    }
-
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, ControlError> {
-        self.ask(SupervisorMsg::DeadLetters).await
-    }
-
-    pub async fn replay(&self, group: &str, offset: Offset) -> Result<(), ControlError> {
-        let group = group.to_owned();
-        self.ask(|reply| SupervisorMsg::Replay {
-            group,
-            offset,
-            reply,
-        })
-        .await?
-    }
-
-    pub async fn skip(&self, group: &str, offset: Offset) -> Result<(), ControlError> {
-        let group = group.to_owned();
-        self.ask(|reply| SupervisorMsg::Skip {
-            group,
-            offset,
-            reply,
-        })
-        .await?
-    }
-
-    /// Stops every group (each commits what it handled), then the managed
-    /// `iggy-server`, then the Supervisor; returns when all of it is done.
-    pub async fn shutdown(&self) -> Result<(), ControlError> {
-        self.ask(SupervisorMsg::Shutdown).await?;
-        // Its state (and with it the log) is gone once the actor has exited.
-        self.actor
-            .get_cell()
-            .wait(Some(CHILD_TIMEOUT))
-            .await
-            .map_err(|_| ControlError::Failed("the supervisor did not stop in time".into()))
+        Ok((SupervisorHandle { actor, view }, join))
     }
 }
 
@@ -415,20 +236,37 @@ impl Actor for Supervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let log = args.log.log;
         let dead_letters = Arc::new(DeadLetters::load(&*log).await?);
-        let (_, writer, _) =
+        let (writer_actor, writer, _) =
             LogWriter::start(log.clone(), args.writer, Some(myself.get_cell())).await?;
+        let view = Arc::new(View::new(
+            log.clone(),
+            args.log.reason,
+            writer.clone(),
+            dead_letters.clone(),
+            ActorRun::now(myself.get_id()),
+            args.log.manager.as_ref().map(IggyManager::status),
+        ));
         let mut state = SupervisorState {
             log,
             manager: args.log.manager,
-            backend_reason: args.log.reason,
-            writer,
+            view,
+            writer: WriterEntry {
+                handle: writer,
+                actor: Some(writer_actor.get_id()),
+                generation: 0,
+                restarts: Restarts::default(),
+                policy: RestartPolicy::default(),
+            },
             groups: BTreeMap::new(),
             by_actor: HashMap::new(),
+            ended_early: HashMap::new(),
+            discarded: HashSet::new(),
             dead_letters,
+            tasks: JoinSet::new(),
             shutting_down: false,
         };
         for spec in args.groups {
-            if let Err(err) = self.register(&myself, &mut state, spec).await {
+            if let Err(err) = self.register(&myself, &mut state, spec) {
                 tracing::error!("{err}");
             }
         }
@@ -441,64 +279,48 @@ impl Actor for Supervisor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        // Reap the tasks that are done; the rest stay owned.
+        while state.tasks.try_join_next().is_some() {}
         match message {
             SupervisorMsg::Register(spec, reply) => {
-                let result = self.register(&myself, state, spec).await;
-                let _ = reply.send(result);
-            }
-            SupervisorMsg::Groups(reply) => {
-                let high_water_mark = state.log.high_water_mark().await.unwrap_or(0);
-                let _ = reply.send(self.group_snapshots(state, high_water_mark).await);
+                let _ = reply.send(self.register(&myself, state, spec));
             }
             SupervisorMsg::Pause(group, reply) => self.set_paused(state, &group, true, reply),
             SupervisorMsg::Resume(group, reply) => self.set_paused(state, &group, false, reply),
             SupervisorMsg::Restart(group, reply) => {
-                let result = self.operator_restart(&myself, state, &group).await;
-                let _ = reply.send(result);
+                self.operator_restart(&myself, state, &group, reply);
             }
             SupervisorMsg::Seek {
                 group,
                 to,
                 dry_run,
                 reply,
-            } => {
-                let _ = reply.send(self.seek(state, &group, to, dry_run).await);
-            }
-            SupervisorMsg::Snapshot(reply) => {
-                let high_water_mark = state.log.high_water_mark().await.unwrap_or(0);
-                let groups = self.group_snapshots(state, high_water_mark).await;
-                let _ = reply.send(SupervisorSnapshot {
-                    backend: state.log.backend().to_string(),
-                    backend_reason: state.backend_reason.clone(),
-                    high_water_mark,
-                    writer: state.writer.snapshot(),
-                    groups,
-                });
-            }
-            SupervisorMsg::DeadLetters(reply) => {
-                let _ = reply.send(state.dead_letters.list());
-            }
+            } => self.seek(state, &group, to, dry_run, reply).await,
             SupervisorMsg::Replay {
                 group,
                 offset,
                 reply,
-            } => {
-                let _ = reply.send(self.replay(state, &group, offset).await);
-            }
+            } => self.replay(state, &group, offset, reply),
             SupervisorMsg::Skip {
                 group,
                 offset,
                 reply,
-            } => {
-                let _ = reply.send(self.skip(state, &group, offset).await);
+            } => self.skip(state, group, offset, reply),
+            SupervisorMsg::Ping(reply) => {
+                let _ = reply.send(());
             }
+            SupervisorMsg::Spawned {
+                group,
+                generation,
+                result,
+            } => self.spawned(&myself, state, &group, generation, result),
             SupervisorMsg::Respawn { group, generation } => {
                 let current = state
                     .groups
                     .get(&group)
                     .is_some_and(|entry| entry.generation == generation && entry.actor.is_none());
                 if current && !state.shutting_down {
-                    self.spawn(&myself, state, &group).await;
+                    self.spawn(&myself, state, &group);
                 }
             }
             SupervisorMsg::CooledDown { group, generation } => {
@@ -511,18 +333,31 @@ impl Actor for Supervisor {
                         group = %group,
                         "failed consumer group's cool-down is over: starting it again"
                     );
-                    self.spawn(&myself, state, &group).await;
+                    self.spawn(&myself, state, &group);
                 }
             }
-            SupervisorMsg::Writer(reply) => {
-                let _ = reply.send(state.writer.clone());
+            SupervisorMsg::RespawnWriter { generation } => {
+                if generation == state.writer.generation
+                    && state.writer.actor.is_none()
+                    && !state.shutting_down
+                {
+                    self.respawn_writer(&myself, state).await;
+                }
             }
-            SupervisorMsg::Shutdown(reply) => {
-                self.shutdown(state).await;
-                let _ = reply.send(());
-                myself.stop(Some("shutdown".into()));
+            SupervisorMsg::View(reply) => {
+                let _ = reply.send(state.view.clone());
             }
+            SupervisorMsg::Shutdown(reply) => self.shutdown(&myself, state, reply),
         }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.view.close();
         Ok(())
     }
 
@@ -537,33 +372,26 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason),
             _ => return Ok(()),
         };
-        let Some(name) = state.by_actor.remove(&cell.get_id()) else {
-            // Not a group: the LogWriter, which only stops when drained.
-            if !state.shutting_down {
-                tracing::error!(
-                    error = error.as_deref().unwrap_or("stopped"),
-                    "the log writer stopped: appends fail until vibesd restarts"
-                );
-            }
-            return Ok(());
-        };
-        let Some(entry) = state.groups.get_mut(&name) else {
-            return Ok(());
-        };
-        entry.actor = None;
-        if std::mem::take(&mut entry.stopping) || state.shutting_down {
-            entry.metrics.set_state(GroupState::Stopped);
+        let id = cell.get_id();
+        if state.writer.actor == Some(id) {
+            self.writer_ended(&myself, state, error);
             return Ok(());
         }
-        let error = error.unwrap_or_else(|| "the group stopped by itself".into());
-        tracing::error!(group = %name, %error, "consumer group failed");
-        self.failed(&myself, state, &name, error);
+        if state.discarded.remove(&id) {
+            return Ok(());
+        }
+        let Some(name) = state.by_actor.remove(&id) else {
+            // A group whose spawn this Supervisor has not heard of yet.
+            state.ended_early.insert(id, error);
+            return Ok(());
+        };
+        self.group_ended(&myself, state, &name, error);
         Ok(())
     }
 }
 
 impl Supervisor {
-    async fn register(
+    fn register(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
@@ -576,40 +404,42 @@ impl Supervisor {
         if state.groups.contains_key(&name) {
             return Err(ControlError::AlreadyRegistered(name));
         }
+        let metrics = Arc::new(GroupMetrics::default());
+        state
+            .view
+            .add_group(&name, metrics.clone(), spec.config.stuck_after);
         state.groups.insert(
             name.clone(),
             GroupEntry {
                 spec,
-                metrics: Arc::new(GroupMetrics::default()),
+                metrics,
                 actor: None,
                 generation: 0,
-                restarts: VecDeque::new(),
+                restarts: Restarts::default(),
                 paused: false,
+                spawned_paused: false,
                 crash: None,
                 careful: None,
                 stopping: false,
-                spawned_once: false,
+                restart_replies: Vec::new(),
             },
         );
-        self.spawn(myself, state, &name).await;
+        self.spawn(myself, state, &name);
         Ok(())
     }
 
-    /// Starts `name`'s actor now. A failure to start (its consumer cannot
-    /// be opened) counts as a failure of the group.
-    async fn spawn(
-        &self,
-        myself: &ActorRef<SupervisorMsg>,
-        state: &mut SupervisorState,
-        name: &str,
-    ) {
+    /// Starts `name`'s actor in a task, which answers with
+    /// [`SupervisorMsg::Spawned`]: the actor's start opens its consumer,
+    /// which is the log's time, not the Supervisor's.
+    fn spawn(&self, myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, name: &str) {
         let Some(entry) = state.groups.get_mut(name) else {
             return;
         };
         entry.generation += 1;
-        if std::mem::replace(&mut entry.spawned_once, true) {
+        if entry.metrics.generation() > 0 {
             entry.metrics.count_restart();
         }
+        entry.metrics.count_spawn();
         let limit = entry.spec.config.restart.crash_loop_limit;
         let quarantine = match entry.crash {
             Some((offset, crashes)) if crashes >= limit => {
@@ -625,8 +455,10 @@ impl Supervisor {
             _ => None,
         };
         entry.metrics.set_state(GroupState::Starting);
+        entry.spawned_paused = entry.paused;
         let args = ConsumerGroupArgs {
             log: state.log.clone(),
+            writer: state.writer.handle.clone(),
             handler: (entry.spec.handler)(),
             metrics: entry.metrics.clone(),
             dead_letters: state.dead_letters.clone(),
@@ -637,19 +469,117 @@ impl Supervisor {
         let group = ConsumerGroup {
             config: entry.spec.config.clone(),
         };
-        match Actor::spawn_linked(None, group, args, myself.get_cell()).await {
-            Ok((actor, _join)) => {
-                state.by_actor.insert(actor.get_id(), name.to_owned());
-                if let Some(entry) = state.groups.get_mut(name) {
-                    entry.actor = Some(actor);
-                }
-            }
+        let generation = entry.generation;
+        let supervisor = myself.clone();
+        let name = name.to_owned();
+        state.tasks.spawn(async move {
+            let result = Actor::spawn_linked(None, group, args, supervisor.get_cell())
+                .await
+                .map(|(actor, _)| actor);
+            let _ = supervisor.cast(SupervisorMsg::Spawned {
+                group: name,
+                generation,
+                result,
+            });
+        });
+    }
+
+    /// A spawn task is done.
+    fn spawned(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        name: &str,
+        generation: u64,
+        result: Result<ActorRef<ConsumerGroupMsg>, SpawnErr>,
+    ) {
+        let Some(entry) = state.groups.get_mut(name) else {
+            return;
+        };
+        let actor = match result {
+            Ok(actor) => actor,
             Err(err) => {
+                if entry.generation != generation || state.shutting_down {
+                    return;
+                }
                 let error = format!("could not start: {err}");
                 tracing::error!(group = %name, %error, "consumer group failed");
+                for reply in entry.restart_replies.drain(..) {
+                    let _ = reply.send(Err(ControlError::NotRunning {
+                        group: name.to_owned(),
+                        state: GroupState::BackingOff,
+                    }));
+                }
                 self.failed(myself, state, name, error);
+                return;
             }
+        };
+        if entry.generation != generation || entry.actor.is_some() || state.shutting_down {
+            // An operator acted (or shutdown began) while it started.
+            state.discarded.insert(actor.get_id());
+            actor.stop(Some("superseded".into()));
+            return;
         }
+        let id = actor.get_id();
+        entry.metrics.started(ActorRun::now(id));
+        if let Some(error) = state.ended_early.remove(&id) {
+            entry.metrics.ended();
+            let error = error.unwrap_or_else(|| "the group stopped by itself".into());
+            tracing::error!(group = %name, %error, "consumer group failed");
+            self.failed(myself, state, name, error);
+            return;
+        }
+        if entry.paused != entry.spawned_paused {
+            // Paused or resumed while it started: tell it now.
+            let (reply, _) = ractor::concurrency::oneshot();
+            let message = if entry.paused {
+                ConsumerGroupMsg::Pause(reply.into())
+            } else {
+                ConsumerGroupMsg::Resume(reply.into())
+            };
+            let _ = actor.cast(message);
+        }
+        state.by_actor.insert(id, name.to_owned());
+        entry.actor = Some(actor);
+        for reply in entry.restart_replies.drain(..) {
+            let _ = reply.send(Ok(()));
+        }
+    }
+
+    /// A group's actor ended: on purpose, or as a failure to restart from.
+    fn group_ended(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        name: &str,
+        error: Option<String>,
+    ) {
+        let Some(entry) = state.groups.get_mut(name) else {
+            return;
+        };
+        entry.actor = None;
+        entry.metrics.ended();
+        if state.shutting_down || entry.stopping {
+            // Stopped (or killed) on purpose: what it was handling is no
+            // crash, and is read again from the committed offset.
+            entry.metrics.take_in_flight();
+        }
+        if state.shutting_down {
+            entry.metrics.set_state(GroupState::Stopped);
+            return;
+        }
+        if std::mem::take(&mut entry.stopping) {
+            if entry.restart_replies.is_empty() {
+                entry.metrics.set_state(GroupState::Stopped);
+            } else {
+                tracing::info!(group = %name, "consumer group restarted by an operator");
+                self.spawn(myself, state, name);
+            }
+            return;
+        }
+        let error = error.unwrap_or_else(|| "the group stopped by itself".into());
+        tracing::error!(group = %name, %error, "consumer group failed");
+        self.failed(myself, state, name, error);
     }
 
     /// A group failed: schedule its restart, or mark it failed.
@@ -673,76 +603,87 @@ impl Supervisor {
             entry.careful = Some(in_flight);
         }
         let policy = entry.spec.config.restart;
-        let now = Instant::now();
-        entry.restarts.push_back(now);
-        while entry
-            .restarts
-            .front()
-            .is_some_and(|at| now.duration_since(*at) > policy.window)
-        {
-            entry.restarts.pop_front();
-        }
-        if entry.restarts.len() > policy.max_restarts {
-            tracing::error!(
-                group = %name,
-                restarts = entry.restarts.len(),
-                window = ?policy.window,
-                cooldown = ?policy.cooldown,
-                "consumer group restarted too often: failed, until its cool-down is over or \
-                 an operator restarts it"
-            );
-            entry.metrics.set_state(GroupState::Failed);
-            entry.generation += 1;
-            let generation = entry.generation;
-            let group = name.to_owned();
-            myself.send_after(policy.cooldown, move || SupervisorMsg::CooledDown {
-                group,
-                generation,
-            });
-            return;
-        }
-        let delay = policy.backoff.delay(entry.restarts.len() as u32);
-        tracing::warn!(group = %name, ?delay, "restarting consumer group after back-off");
-        entry.metrics.set_state(GroupState::BackingOff);
         entry.generation += 1;
         let generation = entry.generation;
         let group = name.to_owned();
-        myself.send_after(delay, move || SupervisorMsg::Respawn { group, generation });
+        match entry.restarts.failed(&policy) {
+            Decision::GiveUp(cooldown) => {
+                tracing::error!(
+                    group = %name,
+                    restarts = entry.restarts.len(),
+                    window = ?policy.window,
+                    ?cooldown,
+                    "consumer group restarted too often: failed, until its cool-down is over or \
+                     an operator restarts it"
+                );
+                entry.metrics.set_state(GroupState::Failed);
+                myself.send_after(cooldown, move || SupervisorMsg::CooledDown {
+                    group,
+                    generation,
+                });
+            }
+            Decision::Restart(delay) => {
+                tracing::warn!(group = %name, ?delay, "restarting consumer group after back-off");
+                entry.metrics.set_state(GroupState::BackingOff);
+                myself.send_after(delay, move || SupervisorMsg::Respawn { group, generation });
+            }
+        }
     }
 
-    async fn operator_restart(
+    /// Stops `actor`, and kills it if it has not stopped after `grace`
+    /// (its handler is stuck): its batch was not committed, so it is read
+    /// again.
+    fn stop_child(tasks: &mut JoinSet<()>, actor: ActorCell, reason: &str, grace: Duration) {
+        actor.stop(Some(reason.to_owned()));
+        tasks.spawn(async move {
+            if actor.wait(Some(grace)).await.is_err() {
+                tracing::warn!(
+                    actor = %actor.get_id(),
+                    ?grace,
+                    "consumer group did not stop in time; killing it"
+                );
+                actor.kill();
+            }
+        });
+    }
+
+    fn operator_restart(
         &self,
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
         name: &str,
-    ) -> Result<(), ControlError> {
+        reply: RpcReplyPort<Result<(), ControlError>>,
+    ) {
         if state.shutting_down {
-            return Err(ControlError::ShuttingDown);
+            let _ = reply.send(Err(ControlError::ShuttingDown));
+            return;
         }
-        let entry = state
-            .groups
-            .get_mut(name)
-            .ok_or_else(|| ControlError::UnknownGroup(name.to_owned()))?;
+        let Some(entry) = state.groups.get_mut(name) else {
+            let _ = reply.send(Err(ControlError::UnknownGroup(name.to_owned())));
+            return;
+        };
         entry.restarts.clear();
         entry.crash = None;
-        if let Some(actor) = entry.actor.take() {
-            entry.stopping = true;
-            let _ = actor.stop_and_wait(None, Some(CHILD_TIMEOUT)).await;
+        entry.restart_replies.push(reply);
+        match entry.actor.take() {
+            // Spawned again once it has stopped (`group_ended`).
+            Some(actor) => {
+                entry.stopping = true;
+                // Its pending timers are stale from here on.
+                entry.generation += 1;
+                Self::stop_child(
+                    &mut state.tasks,
+                    actor.get_cell(),
+                    "restarted by an operator",
+                    STOP_GRACE,
+                );
+            }
+            None if entry.stopping => {}
+            None => {
+                tracing::info!(group = %name, "consumer group restarted by an operator");
+                self.spawn(myself, state, name);
+            }
         }
-        tracing::info!(group = %name, "consumer group restarted by an operator");
-        self.spawn(myself, state, name).await;
-        Ok(())
-    }
-
-    fn entry<'a>(
-        &self,
-        state: &'a mut SupervisorState,
-        name: &str,
-    ) -> Result<&'a mut GroupEntry, ControlError> {
-        state
-            .groups
-            .get_mut(name)
-            .ok_or_else(|| ControlError::UnknownGroup(name.to_owned()))
     }
 
     /// Pauses or resumes a group. A running group answers `reply` itself
@@ -755,12 +696,9 @@ impl Supervisor {
         paused: bool,
         reply: RpcReplyPort<Result<(), ControlError>>,
     ) {
-        let entry = match self.entry(state, name) {
-            Ok(entry) => entry,
-            Err(err) => {
-                let _ = reply.send(Err(err));
-                return;
-            }
+        let Some(entry) = state.groups.get_mut(name) else {
+            let _ = reply.send(Err(ControlError::UnknownGroup(name.to_owned())));
+            return;
         };
         entry.paused = paused;
         // Not running: it starts paused (or not) when it next starts.
@@ -779,183 +717,248 @@ impl Supervisor {
         }
     }
 
+    /// A running group is sent the seek with `reply`, and answers it; one
+    /// that is not running has its stored offset moved here.
     async fn seek(
         &self,
         state: &mut SupervisorState,
         name: &str,
         to: SeekTo,
         dry_run: bool,
-    ) -> Result<SeekReport, ControlError> {
-        let log = state.log.clone();
-        let entry = self.entry(state, name)?;
-        let high_water_mark = log.high_water_mark().await?;
-        let target = match to {
-            SeekTo::Beginning => 0,
-            SeekTo::End => high_water_mark,
-            SeekTo::Offset(offset) if offset <= high_water_mark => offset,
-            SeekTo::Offset(offset) => {
-                return Err(LogError::OffsetOutOfRange {
-                    offset,
-                    high_water_mark,
-                }
-                .into());
+        reply: RpcReplyPort<Result<SeekReport, ControlError>>,
+    ) {
+        let Some(entry) = state.groups.get_mut(name) else {
+            let _ = reply.send(Err(ControlError::UnknownGroup(name.to_owned())));
+            return;
+        };
+        let report = match plan_seek(&*state.log, &entry.metrics, to, dry_run).await {
+            Ok(report) => report,
+            Err(err) => {
+                let _ = reply.send(Err(err));
+                return;
             }
         };
-        let from = entry.metrics.committed().map_or(0, |offset| offset + 1);
-        let report = SeekReport {
-            from,
-            to: target,
-            replayed: from.saturating_sub(target),
-            skipped: target.saturating_sub(from),
-            dry_run,
-        };
         if dry_run {
-            return Ok(report);
+            let _ = reply.send(Ok(report));
+            return;
         }
+        if let Some(actor) = &entry.actor {
+            if let Err(err) = actor.cast(ConsumerGroupMsg::Seek(to, report, reply)) {
+                tracing::warn!(group = %name, "seek reached no actor: {err}");
+            }
+            return;
+        }
+        // Not running: move its stored offset directly, before anything
+        // can start it again.
+        let moved = async {
+            let mut consumer = state.log.consumer(name, entry.spec.config.start).await?;
+            let position = consumer.seek(to).await?;
+            let committed = consumer.committed_offset().await?;
+            Ok::<_, LogError>((position, committed))
+        }
+        .await;
+        let answer = match moved {
+            Ok((position, committed)) => {
+                entry.metrics.set_committed(committed, position);
+                tracing::info!(group = %name, ?report, "consumer group sought");
+                Ok(report.landed_at(position))
+            }
+            Err(err) => Err(err.into()),
+        };
+        let _ = reply.send(answer);
+    }
+
+    fn replay(
+        &self,
+        state: &mut SupervisorState,
+        name: &str,
+        offset: Offset,
+        reply: RpcReplyPort<Result<(), ControlError>>,
+    ) {
+        let Some(entry) = state.groups.get(name) else {
+            let _ = reply.send(Err(ControlError::UnknownGroup(name.to_owned())));
+            return;
+        };
+        if state.dead_letters.get(name, offset).is_none() {
+            let _ = reply.send(Err(ControlError::NoSuchDeadLetter {
+                group: name.to_owned(),
+                offset,
+            }));
+            return;
+        }
+        let not_running = || ControlError::NotRunning {
+            group: name.to_owned(),
+            state: entry.metrics.state(),
+        };
         match &entry.actor {
+            // The group answers once its handler has had the event.
             Some(actor) => {
-                match actor
-                    .call(
-                        |reply| ConsumerGroupMsg::Seek(to, reply),
-                        Some(CHILD_TIMEOUT),
-                    )
-                    .await
-                {
-                    Ok(ractor::rpc::CallResult::Success(result)) => {
-                        result?;
-                    }
-                    _ => {
-                        return Err(ControlError::NoAnswer {
-                            group: name.to_owned(),
-                            operation: "seek",
-                        });
-                    }
+                if let Err(err) = actor.cast(ConsumerGroupMsg::Replay(offset, reply)) {
+                    tracing::warn!(group = %name, "replay reached no actor: {err}");
                 }
             }
             None => {
-                // Not running: move its stored offset directly.
-                let mut consumer = log.consumer(name, entry.spec.config.start).await?;
-                let position = consumer.seek(to).await?;
-                let committed = consumer.committed_offset().await?;
-                drop(consumer);
-                entry.metrics.set_committed(committed, position);
+                let _ = reply.send(Err(not_running()));
             }
         }
-        tracing::info!(group = %name, ?report, "consumer group sought");
-        Ok(report)
     }
 
-    async fn replay(
+    /// Records the skip through the LogWriter, in a task.
+    fn skip(
         &self,
         state: &mut SupervisorState,
-        name: &str,
+        name: String,
         offset: Offset,
-    ) -> Result<(), ControlError> {
-        if state.dead_letters.get(name, offset).is_none() {
-            return Err(ControlError::NoSuchDeadLetter {
-                group: name.to_owned(),
+        reply: RpcReplyPort<Result<(), ControlError>>,
+    ) {
+        if !state.groups.contains_key(&name) {
+            let _ = reply.send(Err(ControlError::UnknownGroup(name)));
+            return;
+        }
+        if state.dead_letters.get(&name, offset).is_none() {
+            let _ = reply.send(Err(ControlError::NoSuchDeadLetter {
+                group: name,
                 offset,
-            });
+            }));
+            return;
         }
-        let entry = self.entry(state, name)?;
-        let Some(actor) = &entry.actor else {
-            return Err(ControlError::NotRunning {
-                group: name.to_owned(),
-                state: entry.metrics.state(),
-            });
-        };
-        match actor
-            .call(
-                |reply| ConsumerGroupMsg::Replay(offset, reply),
-                Some(CHILD_TIMEOUT),
-            )
-            .await
-        {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            _ => Err(ControlError::NoAnswer {
-                group: name.to_owned(),
-                operation: "replay",
-            }),
-        }
-    }
-
-    async fn skip(
-        &self,
-        state: &mut SupervisorState,
-        name: &str,
-        offset: Offset,
-    ) -> Result<(), ControlError> {
-        self.entry(state, name)?;
-        if state.dead_letters.get(name, offset).is_none() {
-            return Err(ControlError::NoSuchDeadLetter {
-                group: name.to_owned(),
+        let writer = state.writer.handle.clone();
+        let dead_letters = state.dead_letters.clone();
+        state.tasks.spawn(async move {
+            let resolved = VibesEvent::DeadLetterResolved {
+                group: name,
                 offset,
-            });
-        }
-        let resolved = VibesEvent::DeadLetterResolved {
-            group: name.to_owned(),
-            offset,
-            resolution: "skipped".into(),
-        };
-        state.log.append(StoredEvent::new(resolved.clone())).await?;
-        state.dead_letters.apply(&resolved);
-        Ok(())
-    }
-
-    async fn group_snapshots(
-        &self,
-        state: &SupervisorState,
-        high_water_mark: Offset,
-    ) -> Vec<GroupSnapshot> {
-        let mut snapshots = Vec::with_capacity(state.groups.len());
-        for (name, entry) in &state.groups {
-            let next = entry.metrics.committed().map_or(0, |offset| offset + 1);
-            let lag_seconds = if next < high_water_mark {
-                oldest_age(&*state.log, next).await
-            } else {
-                0.0
+                resolution: "skipped".into(),
             };
-            snapshots.push(entry.metrics.snapshot(
-                name,
-                high_water_mark,
-                lag_seconds,
-                state.dead_letters.count(name),
-            ));
-        }
-        snapshots
+            let answer = match writer.append(StoredEvent::new(resolved.clone())).await {
+                Ok(_) => {
+                    dead_letters.apply(&resolved);
+                    Ok(())
+                }
+                Err(err) => Err(ControlError::Writer(err)),
+            };
+            let _ = reply.send(answer);
+        });
     }
 
-    async fn shutdown(&self, state: &mut SupervisorState) {
+    /// The LogWriter ended. Unless vibesd is shutting down, it failed:
+    /// restart it after back-off, or give up for a cool-down.
+    fn writer_ended(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        error: Option<String>,
+    ) {
+        state.writer.actor = None;
+        if state.shutting_down {
+            return;
+        }
+        let error = error.unwrap_or_else(|| "the log writer stopped by itself".into());
+        state.writer.handle.set_last_error(error.clone());
+        state.writer.generation += 1;
+        let generation = state.writer.generation;
+        let policy = state.writer.policy;
+        let delay = match state.writer.restarts.failed(&policy) {
+            Decision::Restart(delay) => {
+                tracing::error!(%error, ?delay, "the log writer failed; restarting it after back-off");
+                delay
+            }
+            Decision::GiveUp(cooldown) => {
+                tracing::error!(
+                    %error,
+                    ?cooldown,
+                    "the log writer failed too often; appends are refused until its cool-down \
+                     is over"
+                );
+                state.writer.restarts.clear();
+                cooldown
+            }
+        };
+        myself.send_after(delay, move || SupervisorMsg::RespawnWriter { generation });
+    }
+
+    /// Starts a new LogWriter behind the same handles. Its start does no
+    /// I/O, so it is awaited here.
+    async fn respawn_writer(&self, myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
+        match LogWriter::restart(&state.writer.handle, state.log.clone(), myself.get_cell()).await {
+            Ok((actor, _)) => {
+                tracing::warn!(actor = %actor.get_id(), "log writer restarted: appends are taken again");
+                state.writer.actor = Some(actor.get_id());
+            }
+            Err(err) => self.writer_ended(myself, state, Some(format!("could not start: {err}"))),
+        }
+    }
+
+    /// Shuts down in a task: drain the writer, stop every group (killing
+    /// the ones still busy after [`SHUTDOWN_GRACE`]), stop the server,
+    /// answer, then stop the Supervisor.
+    fn shutdown(
+        &self,
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        reply: RpcReplyPort<()>,
+    ) {
         state.shutting_down = true;
-        // No new appends; everything queued is written (and answered).
-        state.writer.drain().await;
+        let mut groups = Vec::new();
         for (name, entry) in &mut state.groups {
             if let Some(actor) = entry.actor.take() {
                 entry.stopping = true;
-                if let Err(err) = actor.stop_and_wait(None, Some(CHILD_TIMEOUT)).await {
-                    tracing::error!(group = %name, %err, "consumer group did not stop in time");
-                }
+                groups.push((name.clone(), actor));
+            } else {
+                entry.metrics.set_state(GroupState::Stopped);
             }
-            entry.metrics.set_state(GroupState::Stopped);
         }
-        if let Some(manager) = state.manager.take() {
-            manager.stop().await;
-        }
-        tracing::info!("supervisor stopped");
+        let writer = state.writer.handle.clone();
+        let manager = state.manager.take();
+        let supervisor = myself.clone();
+        state.tasks.spawn(async move {
+            // No new appends; everything queued is written (and answered).
+            writer.drain().await;
+            let mut stops = JoinSet::new();
+            for (name, actor) in groups {
+                stops.spawn(async move {
+                    actor.stop(None);
+                    if actor.get_cell().wait(Some(SHUTDOWN_GRACE)).await.is_err() {
+                        tracing::error!(
+                            group = %name,
+                            "consumer group did not stop in time; killing it (it reads its \
+                             last batch again at the next start)"
+                        );
+                        actor.kill();
+                    }
+                });
+            }
+            while stops.join_next().await.is_some() {}
+            if let Some(manager) = manager {
+                manager.stop().await;
+            }
+            tracing::info!("supervisor stopped");
+            let _ = reply.send(());
+            supervisor.stop(Some("shutdown".into()));
+        });
     }
 }
 
-/// Seconds since the event at `offset` was accepted (0 if unreadable).
-async fn oldest_age(log: &dyn EventLog, offset: Offset) -> f64 {
-    let Ok(records) = log.read(offset, 1).await else {
-        return 0.0;
+/// What a seek of the group with `metrics` to `to` does, checked against
+/// the log's end.
+async fn plan_seek(
+    log: &dyn EventLog,
+    metrics: &GroupMetrics,
+    to: SeekTo,
+    dry_run: bool,
+) -> Result<SeekReport, ControlError> {
+    let high_water_mark = log.high_water_mark().await?;
+    let target = match to {
+        SeekTo::Beginning => 0,
+        SeekTo::End => high_water_mark,
+        SeekTo::Offset(offset) if offset <= high_water_mark => offset,
+        SeekTo::Offset(offset) => {
+            return Err(ControlError::OffsetOutOfRange {
+                offset,
+                high_water_mark,
+            });
+        }
     };
-    records
-        .first()
-        .and_then(|record| record.event().ok())
-        .map_or(0.0, |stored| {
-            (Utc::now() - stored.timestamp)
-                .to_std()
-                .map_or(0.0, |age| age.as_secs_f64())
-        })
+    let from = metrics.committed().map_or(0, |offset| offset + 1);
+    Ok(SeekReport::new(from, target, dry_run))
 }

@@ -40,14 +40,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use hdrhistogram::Histogram;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use serde::{Deserialize, Serialize};
 use vibes_core::StoredEvent;
 use vibes_iggy::{BackendKind, EventLog, LogError, Offset};
 
-use crate::metrics::{LatencyHistogram, LatencySummary};
+use crate::metrics::{ActorRun, CountSummary, Histogram, LatencySummary, lock};
 
 /// Why an append was not acknowledged. Nothing of a refused batch was
 /// acknowledged; see each variant for whether it may have been written.
@@ -81,11 +80,15 @@ pub enum WriterError {
         bound: usize,
     },
 
-    /// The writer has stopped (drained at shutdown, or failed). The batch
-    /// was not acknowledged. Only if the writer died in the middle of a
-    /// write may that write have reached the log.
+    /// The writer was drained at shutdown; nothing was queued.
     #[error("the log writer has stopped; the append was not acknowledged")]
     Stopped,
+
+    /// The writer failed and the Supervisor is restarting it. The batch was
+    /// not acknowledged; only if the writer died in the middle of the write
+    /// may it have reached the log. Try again shortly.
+    #[error("the log writer failed and is restarting; the append was not acknowledged")]
+    Restarting,
 
     /// The log refused or failed the write; nothing of the batch was
     /// written. Shared because one failed group commit fails many producers.
@@ -99,6 +102,16 @@ impl WriterError {
         match self {
             Self::Log(err) => Some(err),
             _ => None,
+        }
+    }
+
+    /// Whether the same append may succeed if tried again later, unchanged:
+    /// the writer was busy or restarting, or the storage failed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Busy { .. } | Self::Restarting | Self::Stopped => true,
+            Self::BatchOverBound { .. } => false,
+            Self::Log(err) => err.is_transient(),
         }
     }
 }
@@ -172,6 +185,9 @@ pub enum LogWriterMsg {
     /// Stop taking appends, write everything queued, reply, then stop. For
     /// shutdown; [`LogWriterHandle::drain`] sends it.
     Drain(RpcReplyPort<()>),
+    /// Answered at once: the writer takes messages (the systemd watchdog
+    /// asks). Waits behind at most the group commit being written.
+    Ping(RpcReplyPort<()>),
 }
 
 /// One producer batch on its way to the log, with where to send its offsets.
@@ -216,7 +232,7 @@ pub struct LogWriterState {
     shared: Arc<Shared>,
     /// Closes the queue when the state ends, however the actor stops
     /// (drained, stopped, killed or panicked), and drops what it held so its
-    /// producers hear [`WriterError::Stopped`] rather than wait forever.
+    /// producers hear an error rather than wait forever.
     _closer: CloseOnDrop,
 }
 
@@ -229,21 +245,39 @@ impl LogWriter {
         config: LogWriterConfig,
         supervisor: Option<ActorCell>,
     ) -> Result<(ActorRef<LogWriterMsg>, LogWriterHandle, JoinHandle<()>), SpawnErr> {
-        let shared = Arc::new(Shared::new(&config));
-        let args = LogWriterArgs {
-            log,
-            shared: shared.clone(),
-        };
-        let writer = Self { config };
-        let (actor, join) = match supervisor {
-            Some(supervisor) => Actor::spawn_linked(None, writer, args, supervisor).await?,
-            None => Actor::spawn(None, writer, args).await?,
-        };
         let handle = LogWriterHandle {
-            actor: actor.clone(),
-            shared,
+            shared: Arc::new(Shared::new(config, supervisor.is_some())),
         };
+        let (actor, join) = Self::spawn(&handle, log, supervisor).await?;
         Ok((actor, handle, join))
+    }
+
+    /// Starts a new writer behind `handle`, whose writer failed: the
+    /// handle's clones, its queue and its counters carry on, and appends are
+    /// taken again once it runs. Counts a restart.
+    pub async fn restart(
+        handle: &LogWriterHandle,
+        log: Arc<dyn EventLog>,
+        supervisor: ActorCell,
+    ) -> Result<(ActorRef<LogWriterMsg>, JoinHandle<()>), SpawnErr> {
+        handle.shared.restarts.fetch_add(1, Ordering::Relaxed);
+        Self::spawn(handle, log, Some(supervisor)).await
+    }
+
+    async fn spawn(
+        handle: &LogWriterHandle,
+        log: Arc<dyn EventLog>,
+        supervisor: Option<ActorCell>,
+    ) -> Result<(ActorRef<LogWriterMsg>, JoinHandle<()>), SpawnErr> {
+        let shared = handle.shared.clone();
+        let writer = Self {
+            config: shared.config.clone(),
+        };
+        let args = LogWriterArgs { log, shared };
+        match supervisor {
+            Some(supervisor) => Actor::spawn_linked(None, writer, args, supervisor).await,
+            None => Actor::spawn(None, writer, args).await,
+        }
     }
 
     /// Takes the oldest queued batches that fit one group commit: at least
@@ -389,14 +423,29 @@ impl Actor for LogWriter {
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        let shared = args.shared;
+        // A new incarnation: what an earlier one leaves behind when its
+        // state drops no longer closes this one's queue.
+        let incarnation = shared.incarnation.fetch_add(1, Ordering::AcqRel) + 1;
+        {
+            let mut queue = shared.lock_queue();
+            // A drained writer stays closed: vibesd is shutting down.
+            queue.open = !queue.drained;
+            queue.flush_scheduled = false;
+            queue.actor = Some(myself.clone());
+        }
+        *lock(&shared.run) = Some(ActorRun::now(myself.get_id()));
         Ok(LogWriterState {
             backend: args.log.backend(),
             log: args.log,
-            _closer: CloseOnDrop(args.shared.clone()),
-            shared: args.shared,
+            _closer: CloseOnDrop {
+                shared: shared.clone(),
+                incarnation,
+            },
+            shared,
         })
     }
 
@@ -424,8 +473,15 @@ impl Actor for LogWriter {
                     myself.cast(LogWriterMsg::Flush)?;
                 }
             }
+            LogWriterMsg::Ping(reply) => {
+                let _ = reply.send(());
+            }
             LogWriterMsg::Drain(reply) => {
-                state.shared.lock_queue().open = false;
+                {
+                    let mut queue = state.shared.lock_queue();
+                    queue.open = false;
+                    queue.drained = true;
+                }
                 loop {
                     let group = self.take_group(&state.shared);
                     if group.is_empty() {
@@ -446,7 +502,6 @@ impl Actor for LogWriter {
 /// and the metrics.
 #[derive(Debug, Clone)]
 pub struct LogWriterHandle {
-    actor: ActorRef<LogWriterMsg>,
     shared: Arc<Shared>,
 }
 
@@ -463,7 +518,8 @@ impl LogWriterHandle {
     /// returns an empty range.
     ///
     /// Fails at once with [`WriterError::Busy`] when the writer's queue is
-    /// full, and with [`WriterError::Stopped`] once it is drained or gone.
+    /// full, with [`WriterError::Restarting`] while a failed writer is
+    /// restarted, and with [`WriterError::Stopped`] once it is drained.
     /// A batch is queued by the first poll of this future; dropping the
     /// future after that does not take it back.
     pub async fn append_batch(
@@ -474,9 +530,12 @@ impl LogWriterHandle {
         let (reply, answer) = ractor::concurrency::oneshot();
         self.enqueue(events, reply.into())?;
         // A dropped reply port means the writer went away with the batch.
-        let result = answer.await.unwrap_or(Err(WriterError::Stopped));
+        let result = match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(self.closed()),
+        };
         if result.is_ok() {
-            self.shared.append_latency.record(started.elapsed());
+            self.shared.append_latency.record_duration(started.elapsed());
         }
         result
     }
@@ -485,14 +544,62 @@ impl LogWriterHandle {
     /// failed) and answered, and stops the writer. Appends after this get
     /// [`WriterError::Stopped`]. Draining a stopped writer does nothing.
     pub async fn drain(&self) {
-        self.shared.lock_queue().open = false;
-        // An error means the writer is already gone, and with it the queue.
-        let _ = self.actor.call(LogWriterMsg::Drain, None).await;
+        let actor = {
+            let mut queue = self.shared.lock_queue();
+            queue.open = false;
+            queue.drained = true;
+            queue.actor.clone()
+        };
+        // No writer (it failed and was not restarted yet): nothing is
+        // queued, since its queue went with it.
+        if let Some(actor) = actor {
+            // An error means the writer is already gone, and with it the queue.
+            let _ = actor.call(LogWriterMsg::Drain, None).await;
+        }
     }
 
-    /// Whether the writer still takes appends.
+    /// Whether the writer takes appends now.
     pub fn is_open(&self) -> bool {
         self.shared.lock_queue().open
+    }
+
+    /// Whether the writer answers a message within `timeout`: it is alive
+    /// and not stuck in a write.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let Some(actor) = self.actor() else {
+            return false;
+        };
+        matches!(
+            actor.call(LogWriterMsg::Ping, Some(timeout)).await,
+            Ok(ractor::rpc::CallResult::Success(()))
+        )
+    }
+
+    /// The writer actor running now, if one is.
+    pub fn actor(&self) -> Option<ActorRef<LogWriterMsg>> {
+        self.shared.lock_queue().actor.clone()
+    }
+
+    /// The actor running now (its id and since when), how often it was
+    /// restarted, and why it last failed.
+    pub fn run(&self) -> WriterRun {
+        let running = self.actor().is_some();
+        WriterRun {
+            run: running.then(|| lock(&self.shared.run).clone()).flatten(),
+            restarts: self.shared.restarts.load(Ordering::Relaxed),
+            last_error: lock(&self.shared.last_error).clone(),
+            drained: self.shared.lock_queue().drained,
+        }
+    }
+
+    /// Records why the writer failed (the Supervisor saw it).
+    pub fn set_last_error(&self, error: impl Into<String>) {
+        *lock(&self.shared.last_error) = Some(error.into());
+    }
+
+    /// Why a closed queue takes nothing: drained, or its writer failed.
+    fn closed(&self) -> WriterError {
+        self.shared.closed(&self.shared.lock_queue())
     }
 
     /// The writer's counters, read without a message to the actor.
@@ -504,10 +611,10 @@ impl LogWriterHandle {
             max_queued_events: shared.bound,
             group_commits: shared.group_commits.load(Ordering::Relaxed),
             events_written: shared.events_written.load(Ordering::Relaxed),
-            batch_size: shared.batch_sizes.summary(),
+            batch_size: shared.batch_sizes.count_summary(),
             busy_rejections: shared.busy_rejections.load(Ordering::Relaxed),
             failed_writes: shared.failed_writes.load(Ordering::Relaxed),
-            append_latency: shared.append_latency.summary(),
+            append_latency: shared.append_latency.latency_summary(),
         }
     }
 
@@ -530,7 +637,7 @@ impl LogWriterHandle {
         let bytes = events.iter().map(encoded_len).sum();
         let mut queue = shared.lock_queue();
         if !queue.open {
-            return Err(WriterError::Stopped);
+            return Err(shared.closed(&queue));
         }
         let admission = self.admit(count)?;
         queue.requests.push_back(AppendRequest {
@@ -540,13 +647,19 @@ impl LogWriterHandle {
             admission,
         });
         if !queue.flush_scheduled {
-            if self.actor.cast(LogWriterMsg::Flush).is_err() {
+            let cast = queue
+                .actor
+                .as_ref()
+                .map(|actor| actor.cast(LogWriterMsg::Flush));
+            if !matches!(cast, Some(Ok(()))) {
                 // The writer is gone: nothing will take what is queued.
                 queue.open = false;
+                queue.actor = None;
                 let orphans = std::mem::take(&mut queue.requests);
+                let err = shared.closed(&queue);
                 drop(queue);
                 drop(orphans);
-                return Err(WriterError::Stopped);
+                return Err(err);
             }
             queue.flush_scheduled = true;
         }
@@ -612,17 +725,26 @@ impl Drop for Admission {
     }
 }
 
-/// Closes the queue when the writer's state ends.
+/// Closes the queue when the state of the writer of `incarnation` ends,
+/// unless a newer writer runs already.
 #[derive(Debug)]
-struct CloseOnDrop(Arc<Shared>);
+struct CloseOnDrop {
+    shared: Arc<Shared>,
+    incarnation: u64,
+}
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        let mut queue = self.0.lock_queue();
+        let mut queue = self.shared.lock_queue();
+        if self.shared.incarnation.load(Ordering::Acquire) != self.incarnation {
+            return;
+        }
         queue.open = false;
+        queue.actor = None;
         let orphans = std::mem::take(&mut queue.requests);
         drop(queue);
-        // Dropping their reply ports tells each producer the writer stopped.
+        // Dropping their reply ports tells each producer the writer is gone
+        // (stopped, or restarting): never an acknowledgement.
         drop(orphans);
     }
 }
@@ -631,8 +753,12 @@ impl Drop for CloseOnDrop {
 #[derive(Debug)]
 struct Queue {
     /// Whether appends are taken: false from the start of a drain, or once
-    /// the writer is gone.
+    /// the writer is gone (until a restarted one runs).
     open: bool,
+    /// Drained at shutdown: closed for good.
+    drained: bool,
+    /// The writer running now; `None` while a failed one is restarted.
+    actor: Option<ActorRef<LogWriterMsg>>,
     /// Admitted batches not yet taken by a flush, oldest first.
     requests: VecDeque<AppendRequest>,
     /// Whether a [`LogWriterMsg::Flush`] is in the mailbox or running; the
@@ -641,9 +767,22 @@ struct Queue {
 }
 
 /// What the handles and the writer share. Lives as long as the last handle
-/// or the writer, so snapshots outlive a stopped writer.
+/// or the writer, so snapshots outlive a stopped writer, and a restarted
+/// writer takes over the queue of the one that failed.
 #[derive(Debug)]
 struct Shared {
+    /// Every incarnation of the writer runs with it.
+    config: LogWriterConfig,
+    /// A Supervisor restarts the writer when it fails; without one, a
+    /// writer that is gone stays gone.
+    supervised: bool,
+    /// Bumped by each writer's start.
+    incarnation: AtomicU64,
+    /// The writer running now or last: its actor id and start.
+    run: Mutex<Option<ActorRun>>,
+    restarts: AtomicU64,
+    /// Why the writer last failed.
+    last_error: Mutex<Option<String>>,
     /// [`LogWriterConfig::max_queued_events`].
     bound: usize,
     /// [`LogWriterConfig::busy_retry_after`].
@@ -656,17 +795,26 @@ struct Shared {
     events_written: AtomicU64,
     busy_rejections: AtomicU64,
     failed_writes: AtomicU64,
-    batch_sizes: CountHistogram,
-    append_latency: LatencyHistogram,
+    batch_sizes: Histogram,
+    append_latency: Histogram,
 }
 
 impl Shared {
-    fn new(config: &LogWriterConfig) -> Self {
+    fn new(config: LogWriterConfig, supervised: bool) -> Self {
         Self {
+            supervised,
             bound: config.max_queued_events,
             busy_retry_after: config.busy_retry_after,
+            config,
+            incarnation: AtomicU64::new(0),
+            run: Mutex::new(None),
+            restarts: AtomicU64::new(0),
+            last_error: Mutex::new(None),
             queue: Mutex::new(Queue {
-                open: true,
+                // Opened by the writer's start.
+                open: false,
+                drained: false,
+                actor: None,
                 requests: VecDeque::new(),
                 flush_scheduled: false,
             }),
@@ -675,8 +823,18 @@ impl Shared {
             events_written: AtomicU64::new(0),
             busy_rejections: AtomicU64::new(0),
             failed_writes: AtomicU64::new(0),
-            batch_sizes: CountHistogram::default(),
-            append_latency: LatencyHistogram::default(),
+            batch_sizes: Histogram::counts(),
+            append_latency: Histogram::durations(),
+        }
+    }
+
+    /// Why a closed queue takes nothing: drained or unsupervised, the
+    /// writer is gone for good; else it is being restarted.
+    fn closed(&self, queue: &Queue) -> WriterError {
+        if queue.drained || !self.supervised {
+            WriterError::Stopped
+        } else {
+            WriterError::Restarting
         }
     }
 
@@ -685,52 +843,6 @@ impl Shared {
         // queue is consistent even after a panic elsewhere.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// A histogram of counts (events per group commit), 1 to 2^32.
-#[derive(Debug)]
-struct CountHistogram(Mutex<Histogram<u64>>);
-
-impl Default for CountHistogram {
-    fn default() -> Self {
-        let histogram = Histogram::new_with_bounds(1, u64::from(u32::MAX), 3)
-            .unwrap_or_else(|err| unreachable!("constant histogram bounds are valid: {err}"));
-        Self(Mutex::new(histogram))
-    }
-}
-
-impl CountHistogram {
-    fn record(&self, count: u64) {
-        self.lock().saturating_record(count.max(1));
-    }
-
-    fn summary(&self) -> CountSummary {
-        let histogram = self.lock();
-        CountSummary {
-            count: histogram.len(),
-            p50: histogram.value_at_quantile(0.50),
-            p99: histogram.value_at_quantile(0.99),
-            max: histogram.max(),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Histogram<u64>> {
-        // A histogram is consistent after any panic: take it back.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// A summary of counted sizes (0 when empty).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct CountSummary {
-    /// How many were recorded.
-    pub count: u64,
-    /// The median.
-    pub p50: u64,
-    /// The 99th percentile.
-    pub p99: u64,
-    /// The largest recorded.
-    pub max: u64,
 }
 
 /// The writer's counters at one moment.
@@ -754,4 +866,17 @@ pub struct WriterSnapshot {
     pub failed_writes: u64,
     /// From the handle call to the durable reply, of acknowledged appends.
     pub append_latency: LatencySummary,
+}
+
+/// The writer as an actor, for the actor tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WriterRun {
+    /// The actor running now; `None` while a failed writer is restarted,
+    /// and once drained.
+    pub run: Option<ActorRun>,
+    pub restarts: u64,
+    /// Why it last failed.
+    pub last_error: Option<String>,
+    /// Drained at shutdown.
+    pub drained: bool,
 }

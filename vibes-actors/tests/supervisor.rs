@@ -109,7 +109,7 @@ async fn poison(log: TestLog) {
     for offset in (0..10).filter(|offset| *offset != 5) {
         assert_eq!(script.seen(offset), 1, "offset {offset}");
     }
-    let letters = supervisor.dead_letters().await.unwrap();
+    let letters = supervisor.dead_letters();
     assert_eq!(letters.len(), 1);
     assert_eq!(
         (letters[0].group.as_str(), letters[0].offset),
@@ -127,7 +127,7 @@ async fn poison(log: TestLog) {
     assert!(err.to_string().contains("failed again"), "{err}");
     script.fail_always.lock().unwrap().clear();
     supervisor.replay("poisoned", 5).await.unwrap();
-    assert!(supervisor.dead_letters().await.unwrap().is_empty());
+    assert!(supervisor.dead_letters().is_empty());
     assert_eq!(script.seen(5), 5);
     assert!(matches!(
         supervisor.replay("poisoned", 5).await,
@@ -148,10 +148,10 @@ async fn dead_letters_are_rebuilt_from_the_log_and_can_be_skipped() {
 
     // A new Supervisor on the same log finds the open dead letter.
     let supervisor = start(&log, vec![fast_group("g", &script)]).await;
-    let letters = supervisor.dead_letters().await.unwrap();
+    let letters = supervisor.dead_letters();
     assert_eq!(letters.len(), 1, "{letters:?}");
     supervisor.skip("g", 2).await.unwrap();
-    assert!(supervisor.dead_letters().await.unwrap().is_empty());
+    assert!(supervisor.dead_letters().is_empty());
     assert!(matches!(
         supervisor.skip("g", 2).await,
         Err(ControlError::NoSuchDeadLetter { .. })
@@ -163,7 +163,7 @@ async fn dead_letters_are_rebuilt_from_the_log_and_can_be_skipped() {
     supervisor.shutdown().await.unwrap();
     let supervisor = start(&log, vec![]).await;
     assert!(
-        supervisor.dead_letters().await.unwrap().is_empty(),
+        supervisor.dead_letters().is_empty(),
         "the skip is in the log"
     );
     supervisor.shutdown().await.unwrap();
@@ -183,7 +183,7 @@ async fn an_undecodable_record_is_dead_lettered_at_once() {
     let script = Arc::new(Script::default());
     let supervisor = start(&log, vec![fast_group("g", &script)]).await;
     wait_committed(&supervisor, "g", 8).await;
-    let letters = supervisor.dead_letters().await.unwrap();
+    let letters = supervisor.dead_letters();
     assert_eq!(letters.len(), 1);
     assert_eq!((letters[0].offset, letters[0].attempts), (3, 1));
     assert!(
@@ -216,7 +216,7 @@ async fn crash_loop(log: TestLog) {
     let supervisor = start(&log, vec![fast_group("looping", &script)]).await;
 
     wait_committed(&supervisor, "looping", 11).await;
-    let letters = supervisor.dead_letters().await.unwrap();
+    let letters = supervisor.dead_letters();
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0].offset, 3);
     assert!(letters[0].attempts >= 3);
@@ -399,10 +399,17 @@ async fn registering_a_name_twice_is_refused() {
         config: GroupConfig::new("g"),
         handler: script.factory(),
     };
-    assert_eq!(
+    assert!(matches!(
         supervisor.register(again).await,
-        Err(ControlError::AlreadyRegistered("g".into()))
-    );
+        Err(ControlError::AlreadyRegistered(name)) if name == "g"
+    ));
     supervisor.shutdown().await.unwrap();
-    assert!(supervisor.groups().await.is_err(), "the supervisor is gone");
+    assert!(
+        !supervisor.ping(Duration::from_secs(1)).await,
+        "the supervisor is gone"
+    );
+    assert!(matches!(
+        supervisor.pause("g").await,
+        Err(ControlError::ShuttingDown)
+    ));
 }

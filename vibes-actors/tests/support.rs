@@ -206,7 +206,7 @@ impl Handler for ScriptHandler {
 
 /// Keeps the injected panics out of the test output; every other panic is
 /// printed as usual.
-fn quiet_injected_panics() {
+pub(crate) fn quiet_injected_panics() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let default = std::panic::take_hook();

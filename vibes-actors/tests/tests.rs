@@ -3,6 +3,7 @@
 // A failed unwrap is a failed test, with the error in its message.
 #![allow(clippy::unwrap_used)]
 
+mod control;
 mod storage;
 mod supervisor;
 mod support;

@@ -21,7 +21,7 @@ mod session;
 use std::path::PathBuf;
 
 pub use log::IggyLog;
-pub use manager::{IggyManager, ManagerError};
+pub use manager::{IggyManager, ManagerError, ServerStatus};
 
 /// The stream that holds the log.
 pub const STREAM: &str = "vibes";

@@ -115,6 +115,14 @@ impl From<WriterError> for ApiError {
                 "shutting_down",
                 "vibesd is shutting down; nothing was written",
             ),
+            WriterError::Restarting => Self {
+                retry_after: Some(1),
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "writer_restarting",
+                    format!("{err}; try again shortly"),
+                )
+            },
             WriterError::Log(log) => match log.as_ref() {
                 LogError::EventTooLarge { .. }
                 | LogError::EventTooDeep { .. }
@@ -150,6 +158,12 @@ impl ApiError {
 
 impl From<ControlError> for ApiError {
     fn from(err: ControlError) -> Self {
+        // The log's and the writer's own refusals keep their own answers.
+        let err = match err {
+            ControlError::Log(cause) => return cause.into(),
+            ControlError::Writer(cause) => return cause.into(),
+            other => other,
+        };
         match &err {
             ControlError::UnknownGroup(_) => Self::not_found("unknown_group", err.to_string()),
             ControlError::NoSuchDeadLetter { .. } => {
@@ -180,12 +194,9 @@ impl From<ControlError> for ApiError {
                 "group_busy",
                 err.to_string(),
             ),
-            ControlError::Unavailable(_) => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "log_unavailable",
-                format!("{err}; nothing changed"),
-            ),
-            ControlError::Failed(_) => Self::internal("control", &err),
+            ControlError::Log(_) | ControlError::Writer(_) => {
+                unreachable!("answered above")
+            }
         }
     }
 }

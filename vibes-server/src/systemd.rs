@@ -22,9 +22,10 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Feeds the watchdog at half its interval while the Supervisor answers
-/// and the LogWriter takes appends; stops feeding it otherwise, so systemd
-/// restarts a vibesd whose actors are stuck.
+/// Feeds the watchdog at half its interval while the Supervisor and the
+/// LogWriter answer a ping; stops feeding it otherwise, so systemd
+/// restarts a vibesd whose actor system is stuck. A group stuck in its
+/// handler does not count: `/readyz` and `/metrics` show it.
 pub(crate) fn watchdog(supervisor: SupervisorHandle) -> tokio::task::JoinHandle<()> {
     let mut usec = 0;
     let enabled = sd_notify::watchdog_enabled(false, &mut usec);
@@ -35,10 +36,10 @@ pub(crate) fn watchdog(supervisor: SupervisorHandle) -> tokio::task::JoinHandle<
         let period = Duration::from_micros(usec) / 2;
         loop {
             tokio::time::sleep(period).await;
-            let healthy = supervisor.writer().is_open()
-                && tokio::time::timeout(period, supervisor.groups())
-                    .await
-                    .is_ok_and(|answer| answer.is_ok());
+            // A stuck group is no reason to restart vibesd: only the
+            // Supervisor's and the LogWriter's own mailboxes count.
+            let healthy =
+                supervisor.ping(period).await && supervisor.writer().ping(period).await;
             if healthy {
                 notify(&[sd_notify::NotifyState::Watchdog]);
             } else {

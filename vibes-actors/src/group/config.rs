@@ -33,6 +33,10 @@ pub struct GroupConfig {
     pub storage_retry: Backoff,
     /// When and how often the Supervisor restarts the group.
     pub restart: RestartPolicy,
+    /// A batch in the handler for longer than this shows the group as
+    /// `stuck` (in `/api/groups`, `/metrics` and `/readyz`); the group is
+    /// not stopped for it.
+    pub stuck_after: Duration,
 }
 
 impl GroupConfig {
@@ -54,9 +58,14 @@ impl GroupConfig {
                 max: Duration::from_secs(30),
             },
             restart: RestartPolicy::default(),
+            stuck_after: DEFAULT_STUCK_AFTER,
         }
     }
 }
+
+/// How long a batch may be in the handler before the group shows `stuck`,
+/// by default: longer than a webhook's retries take.
+pub const DEFAULT_STUCK_AFTER: Duration = Duration::from_secs(120);
 
 /// How long a `failed` group waits before it is tried again, by default.
 pub const DEFAULT_FAILED_COOLDOWN: Duration = Duration::from_secs(300);

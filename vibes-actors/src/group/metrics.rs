@@ -3,13 +3,15 @@
 //! Supervisor, and outlive every restart of the actor.
 
 use std::ops::RangeInclusive;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use vibes_iggy::Offset;
 
-use crate::metrics::{LatencyHistogram, LatencySummary};
+pub(crate) use crate::metrics::lock;
+use crate::metrics::{ActorRun, Histogram, LatencySummary};
 
 /// What a group is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -27,6 +29,43 @@ pub enum GroupState {
     /// operator restarts it.
     Failed,
     Stopped,
+    /// Running, but its handler has been on one batch for longer than the
+    /// group's `stuck_after`. Only snapshots say it: the actor itself is
+    /// `Running` and carries on when the handler returns.
+    Stuck,
+}
+
+impl GroupState {
+    /// Every state, in the order `/metrics` lists them.
+    pub const ALL: [Self; 7] = [
+        Self::Starting,
+        Self::Running,
+        Self::Paused,
+        Self::BackingOff,
+        Self::Failed,
+        Self::Stopped,
+        Self::Stuck,
+    ];
+
+    /// The state's name, as the API and `/metrics` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::BackingOff => "backing_off",
+            Self::Failed => "failed",
+            Self::Stopped => "stopped",
+            Self::Stuck => "stuck",
+        }
+    }
+}
+
+/// The batch a group's handler is working on.
+#[derive(Debug, Clone)]
+pub(crate) struct InFlight {
+    pub(crate) offsets: RangeInclusive<Offset>,
+    pub(crate) since: Instant,
 }
 
 /// A group's counters, shared by its actor and the Supervisor (they outlive
@@ -35,15 +74,22 @@ pub enum GroupState {
 pub struct GroupMetrics {
     state: Mutex<GroupState>,
     last_error: Mutex<Option<String>>,
+    /// The actor running now (or last), set by the Supervisor at each spawn.
+    run: Mutex<Option<ActorRun>>,
+    /// Whether that actor still runs; cleared when it ends.
+    alive: AtomicBool,
+    /// Spawns of the actor so far (1 for the first run).
+    generation: AtomicU64,
     /// The offsets handed to the handler and not yet answered.
-    pub(super) in_flight: Mutex<Option<RangeInclusive<Offset>>>,
+    pub(super) in_flight: Mutex<Option<InFlight>>,
     pub(super) committed: Mutex<Option<Offset>>,
     pub(super) position: AtomicU64,
     restarts: AtomicU64,
     pub(super) handled: AtomicU64,
     pub(super) handler_errors: AtomicU64,
     pub(super) dead_letters: AtomicU64,
-    pub(super) handler_latency: LatencyHistogram,
+    /// Time per handler call, in microseconds.
+    pub(crate) handler_latency: Histogram,
 }
 
 impl Default for GroupMetrics {
@@ -51,6 +97,9 @@ impl Default for GroupMetrics {
         Self {
             state: Mutex::new(GroupState::Starting),
             last_error: Mutex::new(None),
+            run: Mutex::new(None),
+            alive: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             in_flight: Mutex::new(None),
             committed: Mutex::new(None),
             position: AtomicU64::new(0),
@@ -58,15 +107,9 @@ impl Default for GroupMetrics {
             handled: AtomicU64::new(0),
             handler_errors: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
-            handler_latency: LatencyHistogram::default(),
+            handler_latency: Histogram::durations(),
         }
     }
-}
-
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every field here is consistent on its own; a panic elsewhere does not
-    // make it wrong.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl GroupMetrics {
@@ -92,7 +135,37 @@ impl GroupMetrics {
 
     /// The offsets the handler was working on when the actor failed, once.
     pub(crate) fn take_in_flight(&self) -> Option<RangeInclusive<Offset>> {
-        lock(&self.in_flight).take()
+        lock(&self.in_flight).take().map(|batch| batch.offsets)
+    }
+
+    /// A new actor runs the group.
+    pub(crate) fn started(&self, run: ActorRun) {
+        *lock(&self.run) = Some(run);
+        self.alive.store(true, Ordering::Release);
+    }
+
+    /// The group's actor ended (stopped, failed or killed).
+    pub(crate) fn ended(&self) {
+        self.alive.store(false, Ordering::Release);
+    }
+
+    /// Whether an actor runs the group now.
+    pub fn alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Counts a spawn of the group's actor.
+    pub(crate) fn count_spawn(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The actor running now or last.
+    pub fn run(&self) -> Option<ActorRun> {
+        lock(&self.run).clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// Records a move of the group made while its actor was not running.
@@ -107,18 +180,36 @@ impl GroupMetrics {
 
     /// A snapshot, with the log's high-water mark and the age of the oldest
     /// event not yet committed filled in by the caller.
+    /// A running group whose batch has been in the handler for longer than
+    /// `stuck_after` shows as [`GroupState::Stuck`].
     pub(crate) fn snapshot(
         &self,
         name: &str,
         high_water_mark: Offset,
         lag_seconds: f64,
         open_dead_letters: usize,
+        stuck_after: Duration,
     ) -> GroupSnapshot {
         let committed = self.committed();
         let done = committed.map_or(0, |offset| offset + 1);
+        let batch = lock(&self.in_flight).as_ref().map(|batch| BatchSnapshot {
+            first: *batch.offsets.start(),
+            last: *batch.offsets.end(),
+            running_seconds: batch.since.elapsed().as_secs_f64(),
+        });
+        let mut state = self.state();
+        if state == GroupState::Running
+            && batch
+                .as_ref()
+                .is_some_and(|batch| batch.running_seconds > stuck_after.as_secs_f64())
+        {
+            state = GroupState::Stuck;
+        }
         GroupSnapshot {
             name: name.to_owned(),
-            state: self.state(),
+            state,
+            batch,
+            stuck_after_seconds: stuck_after.as_secs_f64(),
             last_error: self.last_error(),
             committed,
             position: self.position.load(Ordering::Relaxed),
@@ -130,7 +221,7 @@ impl GroupMetrics {
             handler_errors: self.handler_errors.load(Ordering::Relaxed),
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             open_dead_letters,
-            handler_latency: self.handler_latency.summary(),
+            handler_latency: self.handler_latency.latency_summary(),
         }
     }
 }
@@ -140,6 +231,10 @@ impl GroupMetrics {
 pub struct GroupSnapshot {
     pub name: String,
     pub state: GroupState,
+    /// The batch in the handler now, if any.
+    pub batch: Option<BatchSnapshot>,
+    /// How long a batch may run before the group shows `stuck`.
+    pub stuck_after_seconds: f64,
     /// Why it last failed, backed off or dead-lettered.
     pub last_error: Option<String>,
     /// The last offset done (`None`: nothing yet).
@@ -160,4 +255,13 @@ pub struct GroupSnapshot {
     pub open_dead_letters: usize,
     /// Time per handler call (one batch), in microseconds.
     pub handler_latency: LatencySummary,
+}
+
+/// The batch a group's handler is working on, in a snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchSnapshot {
+    pub first: Offset,
+    pub last: Offset,
+    /// How long the handler has been on it.
+    pub running_seconds: f64,
 }

@@ -6,6 +6,7 @@ use ractor::ActorRef;
 use vibes_iggy::{LogError, Offset};
 
 use super::{ConsumerGroup, ConsumerGroupMsg, ConsumerGroupState, GroupState};
+use crate::writer::WriterError;
 
 /// What a step the storage failed left undone. At-least-once holds either
 /// way: a repair never marks as done an event that was not handled, and at
@@ -27,14 +28,35 @@ pub(super) enum Repair {
 /// A step the log stopped: the error, and what is left to redo if it passes.
 #[derive(Debug)]
 pub(super) struct Stalled {
-    pub(super) error: LogError,
+    pub(super) error: StepError,
     pub(super) repair: Option<Repair>,
+}
+
+/// What stopped a step: the log (reading, committing, seeking) or the
+/// LogWriter (appending a dead letter).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StepError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Writer(#[from] WriterError),
+}
+
+impl StepError {
+    /// Whether the step may pass when tried again: the storage or the
+    /// writer was unavailable for a while.
+    pub(super) fn is_transient(&self) -> bool {
+        match self {
+            Self::Log(err) => err.is_transient(),
+            Self::Writer(err) => err.is_transient(),
+        }
+    }
 }
 
 impl Stalled {
     pub(super) fn redo(repair: Repair) -> impl FnOnce(LogError) -> Self {
         move |error| Self {
-            error,
+            error: error.into(),
             repair: Some(repair),
         }
     }
@@ -43,7 +65,7 @@ impl Stalled {
 impl From<LogError> for Stalled {
     fn from(error: LogError) -> Self {
         Self {
-            error,
+            error: error.into(),
             repair: None,
         }
     }

@@ -32,6 +32,7 @@ use std::net::TcpListener;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -152,6 +153,38 @@ impl From<ManagerError> for LogError {
     }
 }
 
+/// The managed server as the actor tree and `/metrics` show it; cheap to
+/// clone, read without waiting.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    address: String,
+    pid: watch::Receiver<Option<u32>>,
+    restarts: Arc<AtomicU64>,
+}
+
+impl ServerStatus {
+    /// The server's TCP address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The running server's pid; `None` while it is down (between a crash
+    /// and its restart, or once stopped).
+    pub fn pid(&self) -> Option<u32> {
+        *self.pid.borrow()
+    }
+
+    /// Whether a server process runs.
+    pub fn up(&self) -> bool {
+        self.pid().is_some()
+    }
+
+    /// Restarts after the server exited unexpectedly.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+}
+
 /// A running `iggy-server` and the task that keeps it running.
 #[derive(Debug)]
 pub struct IggyManager {
@@ -161,6 +194,9 @@ pub struct IggyManager {
     /// The running server's pid, `None` between a crash and its restart;
     /// published by the supervisor.
     pid: watch::Receiver<Option<u32>>,
+    /// Restarts after the server exited unexpectedly; counted by the
+    /// supervisor.
+    restarts: Arc<AtomicU64>,
     /// Asks the supervisor to stop the server; taken by [`Self::stop`].
     stop: Option<oneshot::Sender<()>>,
     /// The supervisor, which owns the child. Awaited by [`Self::stop`],
@@ -239,12 +275,19 @@ impl IggyManager {
         };
         let (pid_sender, pid) = watch::channel(process.child.id());
         let (stop, stop_requested) = oneshot::channel();
-        let supervisor =
-            tokio::spawn(server.supervise(process, address, pid_sender, stop_requested));
+        let restarts = Arc::new(AtomicU64::new(0));
+        let supervisor = tokio::spawn(server.supervise(
+            process,
+            address,
+            pid_sender,
+            restarts.clone(),
+            stop_requested,
+        ));
         Ok(Self {
             connection,
             dir,
             pid,
+            restarts,
             stop: Some(stop),
             supervisor: Some(supervisor),
             _lock: lock,
@@ -264,6 +307,16 @@ impl IggyManager {
     /// The running server's process id; `None` while it is being restarted.
     pub fn server_pid(&self) -> Option<u32> {
         *self.pid.borrow()
+    }
+
+    /// A view of the server that outlives no one and asks nothing: its
+    /// address, pid and restarts, read as they change.
+    pub fn status(&self) -> ServerStatus {
+        ServerStatus {
+            address: self.connection.address.clone(),
+            pid: self.pid.clone(),
+            restarts: self.restarts.clone(),
+        }
     }
 
     /// Waits until a server runs whose pid is not `old` (after a crash and
@@ -709,6 +762,7 @@ impl Server {
         mut process: Process,
         address: String,
         pid: watch::Sender<Option<u32>>,
+        restarts: Arc<AtomicU64>,
         mut stop: oneshot::Receiver<()>,
     ) {
         let mut backoff = FIRST_BACKOFF;
@@ -755,6 +809,7 @@ impl Server {
                 }
             };
             tracing::warn!(pid = ?process.child.id(), %address, "iggy-server restarted");
+            restarts.fetch_add(1, Ordering::Relaxed);
             pid.send_replace(process.child.id());
         }
     }

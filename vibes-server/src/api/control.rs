@@ -52,21 +52,35 @@ async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     if !state.writer.is_open() {
         problems.push("the log writer is not taking appends".to_owned());
     }
-    match state.supervisor.groups().await {
-        Ok(groups) => {
-            for group in groups {
-                if !matches!(group.state, GroupState::Running | GroupState::Paused) {
-                    // Why it is not running: a failing disk, a crash.
-                    let why = group
-                        .last_error
-                        .as_deref()
-                        .map(|error| format!(" ({error})"))
-                        .unwrap_or_default();
-                    problems.push(format!("group {} is {:?}{why}", group.name, group.state));
-                }
+    for group in state.supervisor.groups().await {
+        match group.state {
+            GroupState::Running | GroupState::Paused => {}
+            GroupState::Stuck => {
+                let batch = group
+                    .batch
+                    .as_ref()
+                    .map(|batch| {
+                        format!(
+                            " on offsets {}..={} for {:.0} s",
+                            batch.first, batch.last, batch.running_seconds
+                        )
+                    })
+                    .unwrap_or_default();
+                problems.push(format!(
+                    "group {} is stuck: its handler has been{batch} (stuck_after_secs is {:.0})",
+                    group.name, group.stuck_after_seconds
+                ));
+            }
+            state => {
+                // Why it is not running: a failing disk, a crash.
+                let why = group
+                    .last_error
+                    .as_deref()
+                    .map(|error| format!(" ({error})"))
+                    .unwrap_or_default();
+                problems.push(format!("group {} is {}{why}", group.name, state.as_str()));
             }
         }
-        Err(err) => problems.push(format!("supervisor: {err}")),
     }
     if problems.is_empty() {
         (StatusCode::OK, Json(json!({ "ready": true })))
@@ -98,7 +112,7 @@ fn group_json(group: &GroupSnapshot) -> Value {
 }
 
 async fn groups(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
-    let groups = state.supervisor.groups().await?;
+    let groups = state.supervisor.groups().await;
     Ok(Json(groups.iter().map(group_json).collect()))
 }
 
@@ -168,7 +182,7 @@ async fn seek(
 }
 
 async fn dead_letters(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(state.supervisor.dead_letters().await?)))
+    Ok(Json(json!(state.supervisor.dead_letters())))
 }
 
 async fn dead_letter_action(
