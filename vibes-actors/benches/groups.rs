@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use vibes_actors::LogWriterConfig;
 use vibes_actors::group::{GroupConfig, GroupSpec, HandlerFactory};
-use vibes_actors::metrics::LatencyHistogram;
+use vibes_actors::metrics::Histogram;
 use vibes_actors::supervisor::{Supervisor, SupervisorArgs, SupervisorHandle};
 use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
 use vibes_iggy::embedded::EmbeddedLog;
@@ -56,7 +56,7 @@ async fn supervisor(dir: &std::path::Path) -> SupervisorHandle {
 }
 
 /// Records how long each event took from creation to its handler.
-struct Latency(Arc<LatencyHistogram>);
+struct Latency(Arc<Histogram>);
 
 #[async_trait]
 impl Handler for Latency {
@@ -64,7 +64,7 @@ impl Handler for Latency {
         let now = Utc::now();
         for (_, stored) in batch {
             if let Ok(age) = (now - stored.timestamp).to_std() {
-                self.0.record(age);
+                self.0.record_duration(age);
             }
         }
         Handled::All
@@ -74,7 +74,7 @@ impl Handler for Latency {
 async fn append_to_handled(seconds: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let supervisor = supervisor(dir.path()).await;
-    let latency = Arc::new(LatencyHistogram::default());
+    let latency = Arc::new(Histogram::durations());
     let handler_latency = latency.clone();
     let factory: HandlerFactory =
         Arc::new(move || Box::new(Latency(handler_latency.clone())) as Box<dyn Handler>);
@@ -88,7 +88,7 @@ async fn append_to_handled(seconds: u64) {
         .await
         .expect("register");
 
-    let append_latency = Arc::new(LatencyHistogram::default());
+    let append_latency = Arc::new(Histogram::durations());
     let per_producer = EVENTS_PER_SEC * seconds / PRODUCERS;
     let period = Duration::from_secs_f64(PRODUCERS as f64 / EVENTS_PER_SEC as f64);
     let started = Instant::now();
@@ -105,7 +105,7 @@ async fn append_to_handled(seconds: u64) {
                     tokio::time::sleep_until(due.into()).await;
                     let sent = Instant::now();
                     match writer.append(event(i)).await {
-                        Ok(_) => append_latency.record(sent.elapsed()),
+                        Ok(_) => append_latency.record_duration(sent.elapsed()),
                         Err(_) => busy += 1,
                     }
                 }
@@ -121,11 +121,11 @@ async fn append_to_handled(seconds: u64) {
     let elapsed = started.elapsed();
     // Wait until the group has handled everything appended.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while latency.summary().count < offered - refused && Instant::now() < deadline {
+    while latency.latency_summary().count < offered - refused && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let appended = append_latency.summary();
-    let handled = latency.summary();
+    let appended = append_latency.latency_summary();
+    let handled = latency.latency_summary();
     println!(
         "offered {offered} events in {:.1} s ({:.0} ev/s achieved), {refused} refused busy",
         elapsed.as_secs_f64(),
@@ -154,7 +154,7 @@ async fn append_to_handled(seconds: u64) {
 /// Panics once, at its first event, and notes when.
 struct PanicOnce {
     panicked_at: Arc<Mutex<Option<Instant>>>,
-    recovered: Arc<LatencyHistogram>,
+    recovered: Arc<Histogram>,
 }
 
 #[async_trait]
@@ -168,7 +168,7 @@ impl Handler for PanicOnce {
         match panicked {
             None => panic!("bench: injected panic"),
             Some(at) => {
-                self.recovered.record(at.elapsed());
+                self.recovered.record_duration(at.elapsed());
                 Handled::All
             }
         }
@@ -179,7 +179,7 @@ async fn panic_to_handling() {
     let dir = tempfile::tempdir().expect("temp dir");
     let supervisor = supervisor(dir.path()).await;
     supervisor.writer().append(event(0)).await.expect("append");
-    let recovered = Arc::new(LatencyHistogram::default());
+    let recovered = Arc::new(Histogram::durations());
     // A new group each time: each measures a first restart.
     for i in 0..PANICS {
         let panicked_at = Arc::new(Mutex::new(None));
@@ -198,11 +198,11 @@ async fn panic_to_handling() {
             .await
             .expect("register");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while recovered.summary().count < i as u64 + 1 && Instant::now() < deadline {
+        while recovered.latency_summary().count < i as u64 + 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let summary = recovered.summary();
+    let summary = recovered.latency_summary();
     println!(
         "| panic → handling again     | p50 {:>7.2} ms | p99 {:>7.2} ms | max {:>7.2} ms | ({} panics, first restart each)",
         ms(summary.p50_us),

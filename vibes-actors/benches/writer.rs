@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
-use vibes_actors::metrics::LatencyHistogram;
+use vibes_actors::metrics::Histogram;
 use vibes_actors::writer::{LogWriter, LogWriterConfig};
 use vibes_core::{StoredEvent, VibesEvent};
 use vibes_iggy::embedded::EmbeddedLog;
@@ -224,7 +224,7 @@ async fn latency(backend: Backend, per_sec: usize, secs: usize) {
         LogWriter::start(fresh.log.clone(), LogWriterConfig::default(), None)
             .await
             .expect("the writer starts");
-    let latencies = Arc::new(LatencyHistogram::default());
+    let latencies = Arc::new(Histogram::durations());
     let each = (per_sec / PRODUCERS).max(1);
     let period = Duration::from_secs_f64(1.0 / each as f64);
     let sends = each * secs;
@@ -253,7 +253,7 @@ async fn latency(backend: Backend, per_sec: usize, secs: usize) {
                         .append(event)
                         .await
                         .expect("an append through the writer");
-                    latencies.record(sent.elapsed());
+                    latencies.record_duration(sent.elapsed());
                 });
             }
             while let Some(done) = appends.join_next().await {
@@ -265,7 +265,7 @@ async fn latency(backend: Backend, per_sec: usize, secs: usize) {
         done.expect("a producer");
     }
     let elapsed = started.elapsed();
-    let offered = latencies.summary();
+    let offered = latencies.latency_summary();
     let snapshot = writer.snapshot();
     writer.drain().await;
     let _ = join.await;

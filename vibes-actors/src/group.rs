@@ -48,8 +48,8 @@ pub use self::config::{
     DEFAULT_FAILED_COOLDOWN, DEFAULT_STUCK_AFTER, GroupConfig, GroupSpec, HandlerFactory,
     RestartPolicy,
 };
-use self::metrics::{InFlight, lock};
 pub use self::metrics::{BatchSnapshot, GroupMetrics, GroupSnapshot, GroupState};
+use self::metrics::{InFlight, lock};
 use self::storage::{Repair, Stalled, resume_at};
 use crate::dead_letters::DeadLetters;
 use crate::supervisor::{ControlError, SeekReport};
@@ -73,7 +73,11 @@ pub enum ConsumerGroupMsg {
     Resume(RpcReplyPort<Result<(), ControlError>>),
     /// Move the group (and its committed offset) and answer what the move
     /// did: the Supervisor's report, with where the group reads now.
-    Seek(SeekTo, SeekReport, RpcReplyPort<Result<SeekReport, ControlError>>),
+    Seek(
+        SeekTo,
+        SeekReport,
+        RpcReplyPort<Result<SeekReport, ControlError>>,
+    ),
     /// Hand the event at this offset (a dead letter) to the handler once
     /// more, alone; answers whether the handler took it.
     Replay(Offset, RpcReplyPort<Result<(), ControlError>>),

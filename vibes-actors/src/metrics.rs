@@ -2,8 +2,8 @@
 //!
 //! Counters live in `Arc`s shared between an actor and its supervisor, so a
 //! snapshot can be taken even while the actor is busy, backing off or dead.
-//! Snapshots are plain serializable values, for the control API, `/metrics`
-//! and the UI.
+//! Snapshots are plain serializable values, for the control API and
+//! `/metrics`.
 //!
 //! [`Histogram`] is the one histogram of the actors: durations (in
 //! microseconds) and counts (events per group commit) alike. It keeps
@@ -18,7 +18,7 @@ use serde::Serialize;
 
 /// Locks a mutex of counters or snapshots. Each is consistent on its own
 /// after any panic elsewhere, so a poisoned one is taken back.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -40,6 +40,18 @@ impl ActorRun {
         }
     }
 }
+
+/// Bucket bounds of every duration histogram's Prometheus buckets, in
+/// microseconds: 100 µs to 60 s.
+pub const DURATION_BOUNDS_US: &[u64] = &[
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000,
+];
+
+/// Bucket bounds of the events-per-group-commit histogram.
+pub const COUNT_BOUNDS: &[u64] = &[
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192,
+];
 
 /// A histogram of `u64` values from 1 to `max` at 3 significant digits.
 #[derive(Debug)]
@@ -126,7 +138,7 @@ impl Histogram {
 }
 
 /// [`Histogram::buckets`]: what a Prometheus histogram shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Buckets {
     /// The sum of every value, in the recorded unit.
     pub sum: f64,
@@ -175,6 +187,10 @@ mod tests {
         assert_eq!(buckets.counts, vec![1, 2, 1, 1, 1]);
         assert_eq!(buckets.count, 6);
         let exact = 6027.0;
-        assert!((buckets.sum - exact).abs() / exact < 0.01, "{}", buckets.sum);
+        assert!(
+            (buckets.sum - exact).abs() / exact < 0.01,
+            "{}",
+            buckets.sum
+        );
     }
 }

@@ -47,8 +47,8 @@ use vibes_iggy::{EventLog, LogError, Offset, OpenedLog, SeekTo};
 
 pub use self::control::{ControlError, SeekReport, SupervisorHandle};
 use self::restart::{Decision, Restarts};
-pub use self::view::{ActorKind, ActorNode, ActorTree, IggyServerSnapshot, SupervisorSnapshot};
 pub use self::view::View;
+pub use self::view::{ActorKind, ActorNode, ActorTree, IggyServerSnapshot, SupervisorSnapshot};
 use crate::dead_letters::DeadLetters;
 use crate::group::{
     ConsumerGroup, ConsumerGroupArgs, ConsumerGroupMsg, GroupMetrics, GroupSpec, GroupState,
@@ -112,14 +112,22 @@ pub enum SupervisorMsg {
     },
     /// Sent to itself when a group's back-off is over. A respawn whose
     /// generation is stale (an operator acted since) is ignored.
-    Respawn { group: String, generation: u64 },
+    Respawn {
+        group: String,
+        generation: u64,
+    },
     /// Sent to itself when a `failed` group's cool-down is over: it is
     /// started again with a fresh restart window, unless an operator acted
     /// since (a stale generation).
-    CooledDown { group: String, generation: u64 },
+    CooledDown {
+        group: String,
+        generation: u64,
+    },
     /// Sent to itself when the failed LogWriter's back-off (or cool-down)
     /// is over.
-    RespawnWriter { generation: u64 },
+    RespawnWriter {
+        generation: u64,
+    },
     /// The handle's way in: the shared view (and with it the writer).
     View(RpcReplyPort<Arc<View>>),
     /// Drains the LogWriter, stops every group, then the `iggy-server`,

@@ -46,7 +46,10 @@ use serde::{Deserialize, Serialize};
 use vibes_core::StoredEvent;
 use vibes_iggy::{BackendKind, EventLog, LogError, Offset};
 
-use crate::metrics::{ActorRun, CountSummary, Histogram, LatencySummary, lock};
+use crate::metrics::{
+    ActorRun, Buckets, COUNT_BOUNDS, CountSummary, DURATION_BOUNDS_US, Histogram, LatencySummary,
+    lock,
+};
 
 /// Why an append was not acknowledged. Nothing of a refused batch was
 /// acknowledged; see each variant for whether it may have been written.
@@ -535,7 +538,9 @@ impl LogWriterHandle {
             Err(_) => Err(self.closed()),
         };
         if result.is_ok() {
-            self.shared.append_latency.record_duration(started.elapsed());
+            self.shared
+                .append_latency
+                .record_duration(started.elapsed());
         }
         result
     }
@@ -615,6 +620,9 @@ impl LogWriterHandle {
             busy_rejections: shared.busy_rejections.load(Ordering::Relaxed),
             failed_writes: shared.failed_writes.load(Ordering::Relaxed),
             append_latency: shared.append_latency.latency_summary(),
+            restarts: shared.restarts.load(Ordering::Relaxed),
+            append_durations: shared.append_latency.buckets(DURATION_BOUNDS_US),
+            commit_sizes: shared.batch_sizes.buckets(COUNT_BOUNDS),
         }
     }
 
@@ -846,7 +854,7 @@ impl Shared {
 }
 
 /// The writer's counters at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WriterSnapshot {
     /// Whether appends are taken (false once draining or stopped).
     pub open: bool,
@@ -866,6 +874,16 @@ pub struct WriterSnapshot {
     pub failed_writes: u64,
     /// From the handle call to the durable reply, of acknowledged appends.
     pub append_latency: LatencySummary,
+    /// Restarts of the writer after it failed.
+    pub restarts: u64,
+    /// `append_latency` as Prometheus buckets over
+    /// [`crate::metrics::DURATION_BOUNDS_US`].
+    #[serde(skip)]
+    pub append_durations: Buckets,
+    /// `batch_size` as Prometheus buckets over
+    /// [`crate::metrics::COUNT_BOUNDS`].
+    #[serde(skip)]
+    pub commit_sizes: Buckets,
 }
 
 /// The writer as an actor, for the actor tree.

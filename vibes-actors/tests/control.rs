@@ -12,7 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use vibes_actors::WriterError;
 use vibes_actors::group::{GroupSpec, GroupState};
-use vibes_actors::supervisor::{ActorKind, ActorNode, Supervisor, SupervisorArgs, SupervisorHandle};
+use vibes_actors::supervisor::{
+    ActorKind, ActorNode, Supervisor, SupervisorArgs, SupervisorHandle,
+};
 use vibes_core::{Delivery, Handled, Handler, StoredEvent};
 use vibes_iggy::{
     BackendKind, Bytes, EventConsumer, EventLog, LogError, Offset, OpenedLog, Record, SeekTo,
@@ -139,9 +141,12 @@ async fn a_stuck_handler_holds_up_no_other_group_nor_the_supervisor() {
     .await
     .unwrap();
     assert!(report.dry_run);
-    promptly("a seek of another group", supervisor.seek("other", SeekTo::End, false))
-        .await
-        .unwrap();
+    promptly(
+        "a seek of another group",
+        supervisor.seek("other", SeekTo::End, false),
+    )
+    .await
+    .unwrap();
 
     // An operator's restart of the stuck group kills it after its grace
     // period; the batch it never finished is handed to the new actor.
@@ -156,10 +161,16 @@ async fn a_stuck_handler_holds_up_no_other_group_nor_the_supervisor() {
     // While the stuck group is asked to stop (and, after its grace, killed),
     // the Supervisor goes on answering.
     assert!(promptly("a ping during the restart", supervisor.ping(PROMPT)).await);
-    promptly("pausing another group during the restart", supervisor.pause("other"))
-        .await
-        .unwrap();
-    assert!(!restart.is_finished(), "the stuck handler still holds its actor");
+    promptly(
+        "pausing another group during the restart",
+        supervisor.pause("other"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !restart.is_finished(),
+        "the stuck handler still holds its actor"
+    );
     tokio::time::timeout(Duration::from_secs(20), restart)
         .await
         .expect("the restart of a stuck group answers once it was killed and restarted")
@@ -186,7 +197,9 @@ async fn after_a_handler_panic_the_group_runs_as_a_new_actor() {
     fill(&*test_log.log, 10).await;
     let supervisor = start(test_log.log.clone(), vec![fast_group("g", &script)]).await;
     wait_for("the group to start", || async {
-        node(&supervisor.actors().supervisor, "g").actor_id.is_some()
+        node(&supervisor.actors().supervisor, "g")
+            .actor_id
+            .is_some()
     })
     .await;
     wait_for("every event handled", || async {

@@ -2,7 +2,8 @@
 //!
 //! - `events.rs`: appending (`POST /api/events`, `POST /api/hooks/claude`)
 //!   and reading (`GET /api/events`);
-//! - `control.rs`: status, health, groups and dead letters;
+//! - `control.rs`: status, health, groups, dead letters and the actor tree;
+//! - `GET /metrics` is `crate::metrics` (Prometheus);
 //! - `ws.rs`: `WS /ws`, the client protocol (sessions, input, permission
 //!   answers);
 //! - the built-in consumers add their own routes (firehose, sessions,
@@ -60,6 +61,12 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard::guard,
+        ))
+        // Outermost of the per-route layers, so that what the guard and
+        // the token check refuse is counted too, by route template.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
         ))
         .layer(DefaultBodyLimit::max(limit))
         // A body that stalls is answered 408 (see `events::body`), not

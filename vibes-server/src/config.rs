@@ -171,12 +171,17 @@ pub struct SupervisorSection {
     /// Seconds a group marked `failed` (restarted too often) stays stopped
     /// before it is started again by itself.
     pub failed_cooldown_secs: u64,
+    /// Seconds one batch may be in a group's handler before the group shows
+    /// `stuck` (in `/api/groups`, `/metrics` and `/readyz`, which then
+    /// answers 503). The group is not stopped for it.
+    pub stuck_after_secs: u64,
 }
 
 impl Default for SupervisorSection {
     fn default() -> Self {
         Self {
             failed_cooldown_secs: vibes_actors::group::DEFAULT_FAILED_COOLDOWN.as_secs(),
+            stuck_after_secs: vibes_actors::group::DEFAULT_STUCK_AFTER.as_secs(),
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct GroupSection {
     pub max_attempts: Option<u32>,
     /// Overrides `supervisor.failed_cooldown_secs` for this group.
     pub failed_cooldown_secs: Option<u64>,
+    /// Overrides `supervisor.stuck_after_secs` for this group.
+    pub stuck_after_secs: Option<u64>,
     /// Leave the group out entirely.
     pub disabled: bool,
     /// `session-collector` only: seconds without an event after which an
@@ -273,6 +280,11 @@ impl Config {
             ("limits.max_body_bytes", self.limits.max_body_bytes),
             ("limits.max_queued_events", self.limits.max_queued_events),
         ];
+        if self.supervisor.stuck_after_secs == 0 {
+            return Err(
+                "supervisor.stuck_after_secs = 0 cannot work: it must be at least 1".to_owned(),
+            );
+        }
         for (key, value) in at_least_one {
             if value == 0 {
                 return Err(format!("{key} = 0 cannot work: it must be at least 1"));
@@ -289,6 +301,7 @@ impl Config {
                 ("batch_size", section.batch_size.map(|n| n as u64)),
                 ("poll_timeout_ms", section.poll_timeout_ms),
                 ("max_attempts", section.max_attempts.map(u64::from)),
+                ("stuck_after_secs", section.stuck_after_secs),
             ];
             for (key, value) in zero {
                 if value == Some(0) {
@@ -457,6 +470,11 @@ impl Config {
                 .failed_cooldown_secs
                 .unwrap_or(self.supervisor.failed_cooldown_secs),
         );
+        config.stuck_after = Duration::from_secs(
+            section
+                .stuck_after_secs
+                .unwrap_or(self.supervisor.stuck_after_secs),
+        );
         Some(config)
     }
 }
@@ -486,6 +504,13 @@ mod tests {
         assert!(err.contains("idle_timeout_secs"), "{err}");
         let err = Config::parse("[[webhooks]]\nurl = \"ftp://x\"").unwrap_err();
         assert!(err.contains("ftp://x"), "{err}");
+        let err = Config::parse("[supervisor]\nstuck_after_secs = 0").unwrap_err();
+        assert!(err.contains("supervisor.stuck_after_secs = 0"), "{err}");
+        let err = Config::parse("[groups.websocket]\nstuck_after_secs = 0").unwrap_err();
+        assert!(
+            err.contains("groups.websocket.stuck_after_secs = 0"),
+            "{err}"
+        );
         let err = Config::parse("[supervisor]\nfailed_cooldown_secs = 0").unwrap_err();
         assert!(err.contains("supervisor.failed_cooldown_secs 0"), "{err}");
         let err = Config::parse("[groups.websocket]\nfailed_cooldown_secs = 99999999").unwrap_err();

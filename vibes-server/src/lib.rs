@@ -12,6 +12,7 @@ pub mod clip;
 pub mod config;
 pub mod consumers;
 pub mod error;
+pub mod metrics;
 mod serve;
 pub mod state;
 mod systemd;
@@ -142,6 +143,7 @@ pub async fn run(
         started: Instant::now(),
         services,
         lifecycle,
+        metrics: Arc::default(),
     };
     let app = api::app(state.clone());
     let limits = state.config.serve_limits(CONNECTIONS_TIMEOUT);

@@ -30,6 +30,8 @@ pub struct AppState {
     /// Tells long-lived connections that vibesd is stopping, and lets it
     /// wait until they have said goodbye.
     pub lifecycle: Lifecycle,
+    /// What the HTTP layer counts for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// How long a WebSocket client gets to take its close frame.

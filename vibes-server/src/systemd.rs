@@ -38,8 +38,7 @@ pub(crate) fn watchdog(supervisor: SupervisorHandle) -> tokio::task::JoinHandle<
             tokio::time::sleep(period).await;
             // A stuck group is no reason to restart vibesd: only the
             // Supervisor's and the LogWriter's own mailboxes count.
-            let healthy =
-                supervisor.ping(period).await && supervisor.writer().ping(period).await;
+            let healthy = supervisor.ping(period).await && supervisor.writer().ping(period).await;
             if healthy {
                 notify(&[sd_notify::NotifyState::Watchdog]);
             } else {

@@ -240,6 +240,28 @@ async fn on_a_managed_iggy_server() {
         )
         .await;
     assert_eq!((status, body["offsets"].clone()), (200, json!([0, 1])));
+    // The server is a node of the actor tree, and a series of /metrics.
+    let (_, tree) = client.get("/api/actors").await;
+    let server = tree["supervisor"]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["kind"] == "iggy_server")
+        .cloned()
+        .unwrap_or_else(|| panic!("no iggy_server in {tree}"));
+    assert_eq!(server["state"], "up", "{server}");
+    assert!(server["pid"].as_u64().is_some(), "{server}");
+    let metrics = reqwest::get(format!("{}/metrics", client.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("\nvibesd_iggy_server_up 1\n"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("pid=\"{}\"", server["pid"])),
+        "{metrics}"
+    );
     assert!(daemon.sigterm().success(), "{}", daemon.logs());
     daemon.restart();
     let client = daemon.client();

@@ -17,7 +17,7 @@ use crate::support::user_input;
 /// vibesd's router on a memory log, with the built-in groups running.
 pub(crate) struct App {
     pub(crate) router: Router,
-    supervisor: SupervisorHandle,
+    pub(crate) supervisor: SupervisorHandle,
     _stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
@@ -56,6 +56,7 @@ impl App {
             started: std::time::Instant::now(),
             services,
             lifecycle,
+            metrics: std::sync::Arc::default(),
         };
         Self {
             router: vibes_server::api::app(state),
@@ -145,6 +146,8 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("GET", "/api/events?from=0", None),
         ("GET", "/api/status", None),
         ("GET", "/api/groups", None),
+        ("GET", "/api/actors", None),
+        ("GET", "/metrics", None),
         ("GET", "/api/dead-letters", None),
         ("GET", "/api/sessions", None),
         ("GET", "/api/sessions/s/messages", None),
@@ -390,4 +393,106 @@ async fn the_token_and_the_body_limit_map_to_their_4xx() {
         .send(authorized(get("/api/status"), "s3cret-token"))
         .await;
     assert_eq!(answer["high_water_mark"], 1, "{status} {answer}");
+}
+
+/// A handler that panics on its first batch, then handles everything.
+struct PanicsOnce(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+#[async_trait::async_trait]
+impl vibes_core::Handler for PanicsOnce {
+    async fn handle(&mut self, _batch: &[vibes_core::Delivery]) -> vibes_core::Handled {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("the handler of crashy panics once");
+        }
+        vibes_core::Handled::All
+    }
+}
+
+/// The exposition's value of `series`, if it has it.
+fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
+async fn scrape(app: &App) -> String {
+    let response = app.router.clone().oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// The actor id of the group `name` in `/api/actors`.
+async fn actor_id(app: &App, name: &str) -> Option<String> {
+    let (status, tree) = app.send(get("/api/actors")).await;
+    assert_eq!(status, StatusCode::OK, "{tree}");
+    tree["supervisor"]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["name"] == name)
+        .and_then(|node| node["actor_id"].as_str().map(str::to_owned))
+}
+
+// A handler panic restarts its group as a new actor: /metrics counts the
+// restart, and /api/actors shows the new actor id and generation.
+#[tokio::test]
+async fn a_handler_panic_counts_a_restart_and_shows_a_new_actor() {
+    let app = App::start("").await;
+    let panicked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut config = vibes_actors::group::GroupConfig::new("crashy");
+    config.restart.backoff = vibes_actors::backoff::Backoff {
+        min: std::time::Duration::from_millis(1),
+        max: std::time::Duration::from_millis(10),
+    };
+    let handler = panicked.clone();
+    app.supervisor
+        .register(vibes_actors::group::GroupSpec {
+            config,
+            handler: std::sync::Arc::new(move || {
+                Box::new(PanicsOnce(handler.clone())) as Box<dyn vibes_core::Handler>
+            }),
+        })
+        .await
+        .unwrap();
+    crate::support::wait_for("crashy to start", || async {
+        actor_id(&app, "crashy").await.is_some()
+    })
+    .await;
+    let first = actor_id(&app, "crashy").await.unwrap();
+    let restarts = "vibesd_group_restarts_total{group=\"crashy\"}";
+    assert_eq!(sample(&scrape(&app).await, restarts), Some(0.0));
+
+    let (status, body) = app
+        .send(post_json("/api/events", &user_input("s", "hi")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    crate::support::wait_for("the restart to show in /metrics", || async {
+        sample(&scrape(&app).await, restarts) == Some(1.0)
+    })
+    .await;
+    crate::support::wait_for("crashy to run again", || async {
+        actor_id(&app, "crashy").await.is_some_and(|id| id != first)
+    })
+    .await;
+    let (_, tree) = app.send(get("/api/actors")).await;
+    let node = tree["supervisor"]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|node| node["name"] == "crashy")
+        .unwrap()
+        .clone();
+    assert_eq!(node["restarts"], 1, "{node}");
+    assert_eq!(node["generation"], 2, "{node}");
+    assert!(
+        node["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("panics once"),
+        "{node}"
+    );
 }

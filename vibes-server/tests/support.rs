@@ -110,7 +110,10 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let mut command = serve_with_nofile(&self.data_dir, &self.args, self.nofile);
+        // Under a watchdog, systemd names the watched process in
+        // WATCHDOG_PID, which must be vibesd's own.
+        let watched = self.env.iter().any(|(name, _)| name == "WATCHDOG_USEC");
+        let mut command = serve_in_shell(&self.data_dir, &self.args, self.nofile, watched);
         for (name, value) in &self.env {
             command.env(name, value);
         }
@@ -213,24 +216,38 @@ impl Daemon {
 /// `vibesd serve` on `data_dir` with `args`, on port 0 and the embedded
 /// store unless `args` say otherwise; stderr piped, stdout dropped.
 pub(crate) fn serve(data_dir: &std::path::Path, args: &[String]) -> Command {
-    serve_with_nofile(data_dir, args, None)
+    serve_in_shell(data_dir, args, None, false)
 }
 
-/// [`serve`], under a limit of `nofile` open files when one is given.
-fn serve_with_nofile(data_dir: &std::path::Path, args: &[String], nofile: Option<u32>) -> Command {
-    let mut command = match nofile {
-        // The shell sets the limit and execs vibesd in its place, so the
-        // child's pid is vibesd's and signals reach it.
-        Some(nofile) => {
-            let mut shell = Command::new("sh");
-            shell
-                .arg("-c")
-                .arg("ulimit -n \"$0\" && exec \"$@\"")
-                .arg(nofile.to_string())
-                .arg(env!("CARGO_BIN_EXE_vibesd"));
-            shell
+/// [`serve`], under a limit of `nofile` open files when one is given, and
+/// with `WATCHDOG_PID` set to vibesd's pid when `watched`.
+fn serve_in_shell(
+    data_dir: &std::path::Path,
+    args: &[String],
+    nofile: Option<u32>,
+    watched: bool,
+) -> Command {
+    let mut command = if nofile.is_some() || watched {
+        // The shell sets the limit (and the pid systemd would name) and
+        // execs vibesd in its place, so the child's pid is vibesd's and
+        // signals reach it.
+        let mut script = String::new();
+        if nofile.is_some() {
+            script.push_str("ulimit -n \"$0\" && ");
         }
-        None => Command::new(env!("CARGO_BIN_EXE_vibesd")),
+        if watched {
+            script.push_str("export WATCHDOG_PID=$$ && ");
+        }
+        script.push_str("exec \"$@\"");
+        let mut shell = Command::new("sh");
+        shell
+            .arg("-c")
+            .arg(script)
+            .arg(nofile.unwrap_or_default().to_string())
+            .arg(env!("CARGO_BIN_EXE_vibesd"));
+        shell
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_vibesd"))
     };
     command
         .arg("serve")

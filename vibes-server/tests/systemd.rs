@@ -76,14 +76,14 @@ fn the_unit_passes_systemd_analyze_verify() {
 }
 
 /// The notify socket systemd would give vibesd.
-struct NotifySocket {
+pub(crate) struct NotifySocket {
     socket: UnixDatagram,
     _dir: tempfile::TempDir,
-    path: String,
+    pub(crate) path: String,
 }
 
 impl NotifySocket {
-    fn bind() -> Self {
+    pub(crate) fn bind() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify");
         let socket = UnixDatagram::bind(&path).unwrap();
@@ -98,7 +98,7 @@ impl NotifySocket {
     }
 
     /// Reads messages until one has the line `line`; returns everything read.
-    fn wait_for(&self, line: &str) -> Vec<String> {
+    pub(crate) fn wait_for(&self, line: &str) -> Vec<String> {
         let deadline = Instant::now() + DEADLINE;
         let mut seen = Vec::new();
         let mut buffer = [0u8; 4096];

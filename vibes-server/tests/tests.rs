@@ -12,6 +12,7 @@ mod history;
 mod lifecycle;
 mod memory;
 mod notifications;
+mod observe;
 mod router;
 mod support;
 mod systemd;

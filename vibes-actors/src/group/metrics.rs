@@ -11,7 +11,7 @@ use serde::Serialize;
 use vibes_iggy::Offset;
 
 pub(crate) use crate::metrics::lock;
-use crate::metrics::{ActorRun, Histogram, LatencySummary};
+use crate::metrics::{ActorRun, Buckets, DURATION_BOUNDS_US, Histogram, LatencySummary};
 
 /// What a group is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -222,11 +222,12 @@ impl GroupMetrics {
             dead_letters: self.dead_letters.load(Ordering::Relaxed),
             open_dead_letters,
             handler_latency: self.handler_latency.latency_summary(),
+            handler_durations: self.handler_latency.buckets(DURATION_BOUNDS_US),
         }
     }
 }
 
-/// Where a group stands, for the control API, `/metrics` and the UI.
+/// Where a group stands, for the control API and `/metrics`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupSnapshot {
     pub name: String,
@@ -255,6 +256,10 @@ pub struct GroupSnapshot {
     pub open_dead_letters: usize,
     /// Time per handler call (one batch), in microseconds.
     pub handler_latency: LatencySummary,
+    /// The same, as Prometheus buckets over
+    /// [`crate::metrics::DURATION_BOUNDS_US`].
+    #[serde(skip)]
+    pub handler_durations: Buckets,
 }
 
 /// The batch a group's handler is working on, in a snapshot.

@@ -210,8 +210,10 @@ impl SupervisorHandle {
 
     pub async fn restart(&self, group: &str) -> Result<(), ControlError> {
         let name = group.to_owned();
-        self.ask("restart", group, |reply| SupervisorMsg::Restart(name, reply))
-            .await?
+        self.ask("restart", group, |reply| {
+            SupervisorMsg::Restart(name, reply)
+        })
+        .await?
     }
 
     pub async fn seek(

@@ -39,7 +39,11 @@ impl Restarts {
         if count > policy.max_restarts {
             Decision::GiveUp(policy.cooldown)
         } else {
-            Decision::Restart(policy.backoff.delay(u32::try_from(count).unwrap_or(u32::MAX)))
+            Decision::Restart(
+                policy
+                    .backoff
+                    .delay(u32::try_from(count).unwrap_or(u32::MAX)),
+            )
         }
     }
 

@@ -24,7 +24,7 @@ use crate::writer::{LogWriterHandle, WriterSnapshot};
 /// group's oldest pending event) before it answers with what it knew last.
 const LOG_READ_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Everything the Supervisor knows, for `/api/status`, `/metrics` and the UI.
+/// Everything the Supervisor knows, for `/metrics` and the control API.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SupervisorSnapshot {
     pub backend: String,

@@ -21,6 +21,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/readyz", get(ready))
         .route("/api/status", get(status))
         .route("/api/groups", get(groups))
+        .route("/api/actors", get(actors))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/api/groups/{name}/seek", post(seek))
         .route("/api/groups/{name}/{action}", post(group_action))
         .route("/api/dead-letters", get(dead_letters))
@@ -108,7 +110,14 @@ fn group_json(group: &GroupSnapshot) -> Value {
         "handler_errors": group.handler_errors,
         "dead_letters": group.open_dead_letters,
         "handler_latency": group.handler_latency,
+        "batch": group.batch,
+        "stuck_after_seconds": group.stuck_after_seconds,
     })
+}
+
+/// The actor tree as it runs now.
+async fn actors(State(state): State<AppState>) -> Json<Value> {
+    Json(json!(state.supervisor.actors()))
 }
 
 async fn groups(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {

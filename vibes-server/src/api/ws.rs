@@ -1,4 +1,4 @@
-//! `WS /ws`: the client protocol of the web UI and other live clients.
+//! `WS /ws`: the client protocol of live clients (a web UI, scripts).
 //!
 //! A connection is a client: connecting appends `client_connected` with a
 //! fresh `client_id`, and the first message vibesd sends is
@@ -90,6 +90,9 @@ async fn connect(
 
 /// One client, from connect to close.
 async fn client(state: AppState, mut socket: WebSocket) {
+    let _counted = state
+        .metrics
+        .websocket_client(crate::metrics::WS_CLIENT_ROUTE);
     let client_id = uuid::Uuid::now_v7().to_string();
     let connected = VibesEvent::ClientConnected {
         client_id: client_id.clone(),

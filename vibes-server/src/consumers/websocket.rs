@@ -249,6 +249,7 @@ async fn firehose(
         filter,
         next,
         lifecycle: state.lifecycle.clone(),
+        metrics: state.metrics.clone(),
     };
     Ok(upgrade.on_upgrade(move |socket| pump.run(socket, live)))
 }
@@ -271,12 +272,17 @@ struct Pump {
     filter: Filter,
     /// The first offset not yet sent or skipped.
     next: Offset,
+    /// Counts the client while it is connected, and its close if too slow.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Pump {
     async fn run(mut self, mut socket: WebSocket, live: broadcast::Sender<Arc<LiveFrame>>) {
         // Shutdown cuts short whatever the pump waits for, a client that
         // does not read included.
+        let _counted = self
+            .metrics
+            .websocket_client(crate::metrics::WS_FIREHOSE_ROUTE);
         let mut lifecycle = self.lifecycle.clone();
         let served = tokio::select! {
             served = self.serve(&mut socket, live) => Some(served),
@@ -311,6 +317,7 @@ impl Pump {
                 received = frames.recv() => match received {
                     Ok(frame) => self.live(socket, &frame).await?,
                     Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.metrics.firehose_client_too_slow();
                         return Err(Stop::Close(close_code::AGAIN, too_slow(self.next)));
                     }
                     Err(broadcast::error::RecvError::Closed) => {
