@@ -4,9 +4,7 @@
 //! the appends it held are answered, never left waiting or acknowledged
 //! without being written.
 
-use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,13 +13,12 @@ use vibes_actors::group::{GroupSpec, GroupState};
 use vibes_actors::supervisor::{
     ActorKind, ActorNode, Supervisor, SupervisorArgs, SupervisorHandle,
 };
-use vibes_core::{Delivery, Handled, Handler, StoredEvent};
-use vibes_iggy::{
-    BackendKind, Bytes, EventConsumer, EventLog, LogError, Offset, OpenedLog, Record, SeekTo,
-    StartPosition,
-};
+use vibes_core::{Delivery, Handled, Handler};
+use vibes_iggy::{EventLog, OpenedLog, SeekTo};
 
-use crate::support::{self, INJECTED, Script, TestLog, events, fast_group, fill, wait_for};
+use crate::support::{
+    self, GatedLog, INJECTED, Script, TestLog, events, fast_group, fill, wait_for,
+};
 
 /// How fast a control answer or snapshot must be while a group is stuck.
 const PROMPT: Duration = Duration::from_secs(1);
@@ -221,63 +218,14 @@ async fn after_a_handler_panic_the_group_runs_as_a_new_actor() {
     supervisor.shutdown().await.unwrap();
 }
 
-/// A real log whose next append panics the writer, after a pause that lets
-/// other producers queue behind it.
-#[derive(Debug)]
-struct PanickingLog {
-    inner: Arc<dyn EventLog>,
-    armed: AtomicBool,
-}
-
-#[async_trait]
-impl EventLog for PanickingLog {
-    fn backend(&self) -> BackendKind {
-        self.inner.backend()
-    }
-
-    async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            panic!("{INJECTED}: the log writer's append");
-        }
-        self.inner.append_batch(events).await
-    }
-
-    async fn append_records(&self, payloads: Vec<Bytes>) -> Result<Range<Offset>, LogError> {
-        self.inner.append_records(payloads).await
-    }
-
-    async fn groups(&self) -> Result<Vec<vibes_iggy::GroupOffset>, LogError> {
-        self.inner.groups().await
-    }
-
-    async fn high_water_mark(&self) -> Result<Offset, LogError> {
-        self.inner.high_water_mark().await
-    }
-
-    async fn read(&self, from: Offset, max: usize) -> Result<Vec<Record>, LogError> {
-        self.inner.read(from, max).await
-    }
-
-    async fn consumer(
-        &self,
-        group: &str,
-        start: StartPosition,
-    ) -> Result<Box<dyn EventConsumer>, LogError> {
-        self.inner.consumer(group, start).await
-    }
-}
-
 /// Before: a LogWriter that died stayed dead, and every append failed
 /// until vibesd was restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_log_writer_is_restarted_and_answers_what_it_held() {
     support::quiet_injected_panics();
     let test_log = TestLog::memory();
-    let log = Arc::new(PanickingLog {
-        inner: test_log.log.clone(),
-        armed: AtomicBool::new(false),
-    });
+    let log = GatedLog::new(test_log.log.clone());
+    log.open();
     let supervisor = start(log.clone(), Vec::new()).await;
     let writer = supervisor.writer().clone();
     assert_eq!(writer.append(events(1).remove(0)).await.unwrap(), 0);
@@ -286,29 +234,37 @@ async fn a_failed_log_writer_is_restarted_and_answers_what_it_held() {
         .clone()
         .unwrap();
 
-    log.armed.store(true, Ordering::SeqCst);
+    // The next write panics; the producers queue behind it while it waits.
+    log.close();
+    log.panic_writes(&[log.writes() + 1]);
     let producers: Vec<_> = (0..8)
         .map(|_| {
             let writer = writer.clone();
             tokio::spawn(async move { writer.append(events(1).remove(0)).await })
         })
         .collect();
+    wait_for("the write to start", || async {
+        writer.snapshot().queued_events == 8
+    })
+    .await;
+    log.open();
     for producer in producers {
         let answer = tokio::time::timeout(Duration::from_secs(10), producer)
             .await
             .expect("an append held by a failed writer is answered, not left waiting")
             .unwrap();
-        match answer {
-            // Written before the panic, or after the restart.
-            Ok(_) => {}
-            Err(WriterError::Restarting) => {}
-            Err(other) => panic!("unexpected answer: {other:?}"),
-        }
+        assert!(
+            matches!(answer, Err(WriterError::Restarting)),
+            "an append the failed writer held is refused, never acknowledged: {answer:?}"
+        );
     }
     wait_for("the writer to be restarted", || async { writer.is_open() }).await;
-    let offset = writer.append(events(1).remove(0)).await.unwrap();
-    let held = test_log.log.high_water_mark().await.unwrap();
-    assert_eq!(offset + 1, held, "the new writer appends at the log's end");
+    assert_eq!(
+        test_log.log.high_water_mark().await.unwrap(),
+        1,
+        "nothing of the failed write reached the log"
+    );
+    assert_eq!(writer.append(events(1).remove(0)).await.unwrap(), 1);
 
     let tree = supervisor.actors();
     let node = node(&tree.supervisor, "log-writer");

@@ -4,17 +4,22 @@
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use vibes_actors::backoff::Backoff;
 use vibes_actors::group::{GroupConfig, GroupSpec, RestartPolicy};
 use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
 use vibes_iggy::iggy::{IggyConfig, IggyLog, IggyManager};
-use vibes_iggy::{EventLog, LogOptions, OpenedLog};
+use vibes_iggy::{
+    BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, OpenedLog, Record,
+    StartPosition,
+};
 
 /// How long any condition may take before a test fails.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(60);
@@ -242,5 +247,112 @@ pub(crate) fn fast_group(name: &str, script: &Arc<Script>) -> GroupSpec {
     GroupSpec {
         config,
         handler: script.factory(),
+    }
+}
+
+/// A real log behind a gate: writes wait until the test opens it; chosen
+/// writes fail as unavailable without reaching the log (as a rolled-back
+/// transaction would), or panic the writer that makes them.
+#[derive(Debug, Clone)]
+pub(crate) struct GatedLog {
+    inner: Arc<dyn EventLog>,
+    backend: BackendKind,
+    gate: Arc<watch::Sender<bool>>,
+    /// `append_batch` calls so far, failed ones included.
+    writes: Arc<AtomicUsize>,
+    /// Which writes fail, counted from 1.
+    failing: Arc<Mutex<Vec<usize>>>,
+    /// Which writes panic, counted from 1.
+    panicking: Arc<Mutex<Vec<usize>>>,
+}
+
+impl GatedLog {
+    pub(crate) fn new(inner: Arc<dyn EventLog>) -> Arc<Self> {
+        Arc::new(Self {
+            backend: inner.backend(),
+            inner,
+            gate: Arc::new(watch::channel(false).0),
+            writes: Arc::default(),
+            failing: Arc::default(),
+            panicking: Arc::default(),
+        })
+    }
+
+    pub(crate) fn posing_as(self: Arc<Self>, backend: BackendKind) -> Arc<Self> {
+        let mut log = Arc::unwrap_or_clone(self);
+        log.backend = backend;
+        Arc::new(log)
+    }
+
+    pub(crate) fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Writes wait again until [`GatedLog::open`].
+    pub(crate) fn close(&self) {
+        self.gate.send_replace(false);
+    }
+
+    pub(crate) fn panic_writes(&self, writes: &[usize]) {
+        *self.panicking.lock().unwrap() = writes.to_vec();
+    }
+
+    pub(crate) fn fail_writes(&self, writes: &[usize]) {
+        *self.failing.lock().unwrap() = writes.to_vec();
+    }
+
+    pub(crate) fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl EventLog for GatedLog {
+    fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
+        let write = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut gate = self.gate.subscribe();
+        gate.wait_for(|open| *open).await.unwrap();
+        if self.panicking.lock().unwrap().contains(&write) {
+            panic!("{INJECTED}: write {write} of the log writer");
+        }
+        if self.failing.lock().unwrap().contains(&write) {
+            return Err(LogError::Unavailable {
+                backend: self.backend,
+                action: "append events",
+                source: "injected failure".into(),
+            });
+        }
+        self.inner.append_batch(events).await
+    }
+
+    async fn append_records(
+        &self,
+        payloads: Vec<vibes_iggy::Bytes>,
+    ) -> Result<Range<Offset>, LogError> {
+        self.inner.append_records(payloads).await
+    }
+
+    async fn groups(&self) -> Result<Vec<vibes_iggy::GroupOffset>, LogError> {
+        self.inner.groups().await
+    }
+
+    async fn high_water_mark(&self) -> Result<Offset, LogError> {
+        self.inner.high_water_mark().await
+    }
+
+    async fn read(&self, from: Offset, max: usize) -> Result<Vec<Record>, LogError> {
+        self.inner.read(from, max).await
+    }
+
+    async fn consumer(
+        &self,
+        group: &str,
+        start: StartPosition,
+    ) -> Result<Box<dyn EventConsumer>, LogError> {
+        self.inner.consumer(group, start).await
     }
 }

@@ -6,20 +6,17 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use tokio::sync::watch;
 use vibes_actors::writer::{LogWriter, LogWriterConfig, WriterError};
 use vibes_core::{StoredEvent, VibesEvent};
 use vibes_iggy::embedded::EmbeddedLog;
 use vibes_iggy::memory::MemoryLog;
-use vibes_iggy::{
-    BackendKind, EventConsumer, EventLog, LogError, LogOptions, Offset, Record, StartPosition,
-};
+use vibes_iggy::{BackendKind, EventLog, LogError, LogOptions, Offset, Record};
+
+use crate::support::GatedLog;
 
 /// How long any condition may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -509,96 +506,4 @@ async fn appends_after_the_writer_stopped_are_refused(backend: fn(LogOptions) ->
         Err(WriterError::Stopped)
     ));
     assert_eq!(backend.log.high_water_mark().await.unwrap(), 1);
-}
-
-/// A real log behind a gate: writes wait until the test opens it, and the
-/// next writes can be made to fail as unavailable without reaching the log
-/// (as a rolled-back transaction would).
-#[derive(Debug, Clone)]
-struct GatedLog {
-    inner: Arc<dyn EventLog>,
-    backend: BackendKind,
-    gate: Arc<watch::Sender<bool>>,
-    /// `append_batch` calls so far, failed ones included.
-    writes: Arc<AtomicUsize>,
-    /// Which writes fail, counted from 1.
-    failing: Arc<Mutex<Vec<usize>>>,
-}
-
-impl GatedLog {
-    fn new(inner: Arc<dyn EventLog>) -> Arc<Self> {
-        Arc::new(Self {
-            backend: inner.backend(),
-            inner,
-            gate: Arc::new(watch::channel(false).0),
-            writes: Arc::default(),
-            failing: Arc::default(),
-        })
-    }
-
-    fn posing_as(self: Arc<Self>, backend: BackendKind) -> Arc<Self> {
-        let mut log = Arc::unwrap_or_clone(self);
-        log.backend = backend;
-        Arc::new(log)
-    }
-
-    fn open(&self) {
-        self.gate.send_replace(true);
-    }
-
-    fn fail_writes(&self, writes: &[usize]) {
-        *self.failing.lock().unwrap() = writes.to_vec();
-    }
-
-    fn writes(&self) -> usize {
-        self.writes.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait]
-impl EventLog for GatedLog {
-    fn backend(&self) -> BackendKind {
-        self.backend
-    }
-
-    async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
-        let write = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut gate = self.gate.subscribe();
-        gate.wait_for(|open| *open).await.unwrap();
-        if self.failing.lock().unwrap().contains(&write) {
-            return Err(LogError::Unavailable {
-                backend: self.backend,
-                action: "append events",
-                source: "injected failure".into(),
-            });
-        }
-        self.inner.append_batch(events).await
-    }
-
-    async fn append_records(
-        &self,
-        payloads: Vec<vibes_iggy::Bytes>,
-    ) -> Result<Range<Offset>, LogError> {
-        self.inner.append_records(payloads).await
-    }
-
-    async fn groups(&self) -> Result<Vec<vibes_iggy::GroupOffset>, LogError> {
-        self.inner.groups().await
-    }
-
-    async fn high_water_mark(&self) -> Result<Offset, LogError> {
-        self.inner.high_water_mark().await
-    }
-
-    async fn read(&self, from: Offset, max: usize) -> Result<Vec<Record>, LogError> {
-        self.inner.read(from, max).await
-    }
-
-    async fn consumer(
-        &self,
-        group: &str,
-        start: StartPosition,
-    ) -> Result<Box<dyn EventConsumer>, LogError> {
-        self.inner.consumer(group, start).await
-    }
 }

@@ -130,18 +130,6 @@ fn an_unwritable_data_dir_at_start_says_what_failed() {
     );
 }
 
-async fn group(client: &Client, name: &str) -> Value {
-    let (status, groups) = client.get("/api/groups").await;
-    assert_eq!(status, 200, "{groups}");
-    groups
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|group| group["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 async fn append(client: &Client, content: &str) -> (u16, Value) {
     client.post("/api/events", &user_input("s1", content)).await
 }
@@ -172,7 +160,7 @@ async fn a_full_disk_under_a_running_daemon_heals_without_an_operator() {
     let (status, body) = client.post_raw("/api/groups/websocket/pause", "").await;
     assert_eq!(status, 200, "{body}");
     wait_for("the pause", || async {
-        group(&client, "websocket").await["state"] == "paused"
+        client.group("websocket").await["state"] == "paused"
     })
     .await;
     for content in ["queued 1", "queued 2"] {
@@ -195,7 +183,7 @@ async fn a_full_disk_under_a_running_daemon_heals_without_an_operator() {
     let (status, body) = client.post_raw("/api/groups/websocket/resume", "").await;
     assert_eq!(status, 200, "{body}");
     wait_for("the group to back off on the full disk", || async {
-        let group = group(&client, "websocket").await;
+        let group = client.group("websocket").await;
         group["state"] == "backing_off"
             && group["last_error"]
                 .as_str()
@@ -214,7 +202,7 @@ async fn a_full_disk_under_a_running_daemon_heals_without_an_operator() {
         client.get("/readyz").await.0 == 200
     })
     .await;
-    let websocket = group(&client, "websocket").await;
+    let websocket = client.group("websocket").await;
     assert_eq!(websocket["state"], "running", "{websocket}");
     assert_eq!(websocket["restarts"], 0, "{websocket}");
     let (status, body) = append(&client, "after").await;

@@ -213,7 +213,7 @@ async fn a_webhook_that_never_answers_holds_up_no_route_and_the_watchdog_is_fed(
     let client = daemon.client();
     notify.wait_for("WATCHDOG=1");
     wait_for("the notifications group to run", || async {
-        group(&client, "notifications").await["state"] == "running"
+        client.group("notifications").await["state"] == "running"
     })
     .await;
     let request = json!({
@@ -223,7 +223,7 @@ async fn a_webhook_that_never_answers_holds_up_no_route_and_the_watchdog_is_fed(
     let (status, body) = client.post("/api/events", &request).await;
     assert_eq!(status, 200, "{body}");
     wait_for("the notifications group to show stuck", || async {
-        group(&client, "notifications").await["state"] == "stuck"
+        client.group("notifications").await["state"] == "stuck"
     })
     .await;
 
@@ -301,22 +301,10 @@ async fn a_webhook_that_never_answers_holds_up_no_route_and_the_watchdog_is_fed(
         notify.wait_for("WATCHDOG=1");
     }
     assert_eq!(
-        group(&client, "notifications").await["state"],
+        client.group("notifications").await["state"],
         "stuck",
         "still stuck: what was fed was not a recovered group"
     );
     assert!(!seek.is_finished(), "the seek waits for the stuck group");
     seek.abort();
-}
-
-async fn group(client: &Client, name: &str) -> Value {
-    let (status, groups) = client.get("/api/groups").await;
-    assert_eq!(status, 200, "{groups}");
-    groups
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|group| group["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no group {name} in {groups}"))
 }

@@ -345,6 +345,17 @@ impl Client {
         self.post_raw(path, serde_json::to_vec(body).unwrap()).await
     }
 
+    /// The group `name` as `/api/groups` shows it.
+    pub(crate) async fn group(&self, name: &str) -> Value {
+        let (status, groups) = self.get("/api/groups").await;
+        assert_eq!(status, 200, "{groups}");
+        groups
+            .as_array()
+            .and_then(|groups| groups.iter().find(|group| group["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no group {name} in {groups}"))
+    }
+
     pub(crate) async fn high_water_mark(&self) -> u64 {
         let (status, body) = self.get("/api/status").await;
         assert_eq!(status, 200, "{body}");
