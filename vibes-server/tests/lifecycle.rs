@@ -121,11 +121,14 @@ async fn beyond_loopback_every_route_but_healthz_needs_the_token() {
     );
     let client = daemon.client();
     assert_eq!(client.get("/healthz").await.0, 200);
-    let (status, body) = client.get("/api/status").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("missing_token"))
-    );
+    for path in ["/api/status", "/metrics", "/api/actors"] {
+        let (status, body) = client.get(path).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("missing_token")),
+            "{path}"
+        );
+    }
     let (status, body) = client.clone().with_token("wrong").get("/api/status").await;
     assert_eq!((status, body["error"].as_str()), (401, Some("wrong_token")));
     let (status, body) = client
@@ -135,7 +138,9 @@ async fn beyond_loopback_every_route_but_healthz_needs_the_token() {
         .await;
     assert_eq!(status, 401, "{body}");
     let client = client.with_token(&token);
-    assert_eq!(client.get("/api/status").await.0, 200);
+    for path in ["/api/status", "/metrics", "/api/actors"] {
+        assert_eq!(client.get(path).await.0, 200, "{path}");
+    }
     assert_eq!(
         client.high_water_mark().await,
         0,
