@@ -99,6 +99,9 @@ pub struct ConsumerGroupArgs {
     /// An offset that crashed the group on too many restarts in a row:
     /// dead-letter it before anything else. `(offset, attempts, error)`.
     pub quarantine: Option<(Offset, u32, String)>,
+    /// The group was moved back to this offset while it was not running:
+    /// its handler is told first ([`Handler::rewound`]).
+    pub rewound: Option<Offset>,
 }
 
 impl std::fmt::Debug for ConsumerGroupArgs {
@@ -155,10 +158,28 @@ impl Actor for ConsumerGroup {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let consumer = args
+        let mut consumer = args
             .log
             .consumer(&self.config.name, self.config.start)
             .await?;
+        let mut handler = args.handler;
+        if let Some(to) = args.rewound {
+            let from = self.rewind_handler(&mut *handler, to).await;
+            if from < consumer.position() {
+                consumer.seek(SeekTo::Offset(from)).await?;
+            }
+        }
+        // A handler whose own state is behind the group (its store was
+        // deleted, or is older) rebuilds it from the log.
+        if let Some(at) = handler.resume_at()
+            && at < consumer.position()
+        {
+            tracing::warn!(
+                group = %self.config.name, from = at, committed_next = consumer.position(),
+                "the handler's state is behind the group: reading the log again from where it stands"
+            );
+            consumer.seek(SeekTo::Offset(at)).await?;
+        }
         let committed = consumer.committed_offset().await?;
         *lock(&args.metrics.committed) = committed;
         args.metrics
@@ -168,7 +189,7 @@ impl Actor for ConsumerGroup {
             log: args.log,
             writer: args.writer,
             consumer,
-            handler: args.handler,
+            handler,
             metrics: args.metrics,
             dead_letters: args.dead_letters,
             paused: args.paused,
@@ -257,7 +278,18 @@ impl Actor for ConsumerGroup {
                 let _ = reply.send(Ok(()));
             }
             ConsumerGroupMsg::Seek(to, report, reply) => {
-                let result = state.consumer.seek(to).await;
+                let before = state.consumer.position();
+                let mut result = state.consumer.seek(to).await;
+                if let Ok(position) = result
+                    && position < before
+                {
+                    // Moved back: the handler drops what it derived from
+                    // there, and may need to read from further back.
+                    let from = self.rewind_handler(&mut *state.handler, position).await;
+                    if from < position {
+                        result = state.consumer.seek(SeekTo::Offset(from)).await;
+                    }
+                }
                 let answer = match result {
                     Ok(position) => {
                         state.failures = None;
@@ -563,6 +595,22 @@ impl ConsumerGroup {
             .map_err(ControlError::Writer)?;
         state.dead_letters.apply(&resolved);
         Ok(())
+    }
+
+    /// Tells the handler the group was moved back to `to`; the offset it
+    /// needs to read from (at most `to`). A handler that fails to rewind is
+    /// reported and read from `to`, as the seek said.
+    async fn rewind_handler(&self, handler: &mut dyn Handler, to: Offset) -> Offset {
+        match handler.rewound(to).await {
+            Ok(from) => from.min(to),
+            Err(error) => {
+                tracing::error!(
+                    group = %self.config.name, to, %error,
+                    "the handler could not drop what it derived past the seek"
+                );
+                to
+            }
+        }
     }
 
     /// Schedules the retry of a failed event.

@@ -165,6 +165,9 @@ struct GroupEntry {
     crash: Option<(Offset, u32)>,
     /// The offsets in flight at the last crash.
     careful: Option<RangeInclusive<Offset>>,
+    /// Moved back to this offset while not running: its next start tells
+    /// the handler.
+    rewound: Option<Offset>,
     /// It is being stopped on purpose: its termination is not a failure.
     stopping: bool,
     /// Operators waiting for its restart; answered once the new actor runs.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod control;
+mod derived;
 mod storage;
 mod supervisor;
 mod support;

@@ -72,6 +72,18 @@ pub enum VibesEvent {
         /// `replayed` (handled again, successfully) or `skipped`.
         resolution: String,
     },
+    /// Something a plugin records in the log (only vibesd writes these),
+    /// e.g. the assessment plugin's note that it answered a hook.
+    Plugin {
+        /// The plugin's name.
+        plugin: String,
+        /// What the plugin recorded, in its own terms.
+        kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<String>,
+        #[serde(default)]
+        data: Value,
+    },
     /// An event of a type this build does not know; its JSON is kept whole.
     #[serde(skip)]
     Unknown(UnknownEvent),
@@ -91,6 +103,7 @@ impl VibesEvent {
         "hook",
         "dead_letter",
         "dead_letter_resolved",
+        "plugin",
     ];
 
     /// The `"type"` tag of this event, as it appears in JSON.
@@ -107,6 +120,7 @@ impl VibesEvent {
             Self::Hook { .. } => "hook",
             Self::DeadLetter { .. } => "dead_letter",
             Self::DeadLetterResolved { .. } => "dead_letter_resolved",
+            Self::Plugin { .. } => "plugin",
             Self::Unknown(unknown) => unknown.kind(),
         }
     }
@@ -121,6 +135,7 @@ impl VibesEvent {
             | Self::SessionStateChanged { session_id, .. }
             | Self::SessionRemoved { session_id, .. }
             | Self::Hook { session_id, .. } => Some(session_id),
+            Self::Plugin { session_id, .. } => session_id.as_deref(),
             Self::ClientConnected { .. }
             | Self::ClientDisconnected { .. }
             | Self::DeadLetter { .. }

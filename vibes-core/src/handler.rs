@@ -32,8 +32,32 @@ pub enum Handled {
 /// `handle` gets batches in offset order, each event at least once. A
 /// handler that panics is restarted (a new one, from its factory) at the
 /// group's committed offset.
+///
+/// A handler whose effect is derived state kept with its own applied offset
+/// (a database, a store) says where that state stands ([`Handler::resume_at`])
+/// and drops what it derived when the group moves back
+/// ([`Handler::rewound`]), so that deleting its state rebuilds it from the log
+/// and a seek backwards never leaves it ahead of the group.
 #[async_trait]
 pub trait Handler: Send + 'static {
     /// Handles `batch`, which is never empty.
     async fn handle(&mut self, batch: &[Delivery]) -> Handled;
+
+    /// The first offset this handler's own state has not applied, if it
+    /// keeps one. At start, a group whose committed offset is past it reads
+    /// from here instead (its state was deleted or is older), and one that
+    /// is behind it first calls [`Handler::rewound`] (it was moved back
+    /// while it was not running). `None`: the group's offset is all there is.
+    fn resume_at(&self) -> Option<u64> {
+        None
+    }
+
+    /// The group was moved back to read `to` next: drop everything derived
+    /// from events at `to` or later. Answers the offset to read from, at
+    /// most `to`: a handler that cannot drop part of its state can drop it
+    /// all and answer 0. An error leaves the group where the seek put it and
+    /// is reported.
+    async fn rewound(&mut self, to: u64) -> Result<u64, String> {
+        Ok(to)
+    }
 }

@@ -7,7 +7,7 @@
 //! - `ws.rs`: `WS /ws`, the client protocol (sessions, input, permission
 //!   answers);
 //! - the built-in consumers add their own routes (firehose, sessions,
-//!   search).
+//!   search), and each plugin its own under `/api/plugins/<name>/`.
 //!
 //! In front of every route, in this order: `guard.rs` refuses requests from
 //! other web pages (`Origin`, `Host`) and bodies that are not JSON; then,
@@ -38,11 +38,20 @@ pub(crate) use guard::valid_origin;
 pub fn app(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
     let body_timeout = Duration::from_secs(state.config.limits.body_timeout_secs);
-    Router::new()
+    let mut router = Router::new()
         .merge(events::router())
         .merge(control::router())
         .merge(ws::router())
-        .merge(crate::consumers::router())
+        .merge(crate::consumers::router());
+    // Each plugin's routes under /api/plugins/<name>/, behind the same
+    // layers as vibesd's own.
+    for plugin in state.plugins.iter() {
+        router = router.nest(
+            &format!("/api/plugins/{}", plugin.name),
+            plugin.running.routes().with_state(()),
+        );
+    }
+    router
         // Before the layers, so that they guard unknown routes too.
         .fallback(|| async {
             crate::error::ApiError::not_found("no_such_route", "no such route; see docs/api.md")

@@ -94,6 +94,28 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// A plugin's command (`vibesd <plugin> [args…]`; see "Plugin commands"
+    /// in `vibesd --help`).
+    #[command(external_subcommand)]
+    Plugin(Vec<String>),
+}
+
+/// The "Plugin commands" section of `vibesd --help`: each linked plugin
+/// that has a command, with its one line. Empty if none has.
+pub fn plugin_help() -> String {
+    let lines: Vec<String> = crate::plugins::linked()
+        .iter()
+        .filter_map(|plugin| {
+            plugin
+                .cli()
+                .map(|cli| format!("  {:<8} {}", plugin.name(), cli.about))
+        })
+        .collect();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("Plugin commands:\n{}", lines.join("\n"))
+    }
 }
 
 /// A backend a log can move to.
@@ -280,7 +302,24 @@ pub async fn client(global: &Global, command: Command) -> anyhow::Result<()> {
             )
         }
         Command::Tail { from, no_follow } => tail(global, &from, !no_follow).await,
+        Command::Plugin(args) => plugin_command(global, &args).await,
     }
+}
+
+/// `vibesd <plugin> [args…]`: the plugin says which of its routes to ask
+/// and renders the answer.
+async fn plugin_command(global: &Global, args: &[String]) -> anyhow::Result<()> {
+    let Some((name, rest)) = args.split_first() else {
+        bail!("no command given; see vibesd --help");
+    };
+    let cli = crate::plugins::find(name)
+        .and_then(|plugin| plugin.cli())
+        .with_context(|| format!("unknown command {name:?}; see vibesd --help"))?;
+    let path = (cli.request)(rest).map_err(|usage| anyhow::anyhow!("vibesd {name}: {usage}"))?;
+    let client = Client::new(global, Duration::from_secs(10))?;
+    let answer = client.get(&format!("/api/plugins/{name}{path}")).await?;
+    print!("{}", (cli.render)(rest, &answer));
+    Ok(())
 }
 
 async fn tail(global: &Global, from: &str, follow: bool) -> anyhow::Result<()> {
@@ -329,8 +368,15 @@ async fn hook(global: &Global) -> anyhow::Result<()> {
         client.post("/api/hooks/claude", payload).await
     }
     .await;
-    if let Err(err) = result {
-        eprintln!("vibesd hook: event not recorded: {err:#}");
+    match result {
+        // A plugin's answer (the assessment's note while a session's
+        // breaker is open) is Claude Code's hook output.
+        Ok(answer) => {
+            if let Some(output) = answer.get("output") {
+                println!("{output}");
+            }
+        }
+        Err(err) => eprintln!("vibesd hook: event not recorded: {err:#}"),
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vibes_actors::LogWriterConfig;
-use vibes_actors::group::GroupConfig;
+use vibes_actors::group::{GroupConfig, GroupSpec};
 use vibes_iggy::iggy::IggyConfig;
 use vibes_iggy::{BackendChoice, BackendConfig, LogOptions, StartPosition};
 
@@ -84,6 +84,9 @@ pub struct Config {
     /// Per built-in group settings, by group name.
     pub groups: BTreeMap<String, GroupSection>,
     pub webhooks: Vec<Webhook>,
+    /// `[plugins.<name>]`: `enabled`, read here, and the plugin's own keys,
+    /// which it checks.
+    pub plugins: BTreeMap<String, toml::Table>,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             supervisor: SupervisorSection::default(),
             groups: BTreeMap::new(),
             webhooks: Vec::new(),
+            plugins: BTreeMap::new(),
         }
     }
 }
@@ -311,13 +315,46 @@ impl Config {
                 }
             }
         }
+        let plugins = crate::plugins::linked();
         for name in self.groups.keys() {
-            if !crate::consumers::BUILT_IN.contains(&name.as_str()) {
+            let of_a_plugin = plugins
+                .iter()
+                .any(|plugin| plugin.group_names().contains(&name.as_str()));
+            if !crate::consumers::BUILT_IN.contains(&name.as_str()) && !of_a_plugin {
                 return Err(format!(
-                    "unknown group {name:?} in [groups]: the built-in groups are {}",
-                    crate::consumers::BUILT_IN.join(", ")
+                    "unknown group {name:?} in [groups]: the groups are {}",
+                    crate::consumers::BUILT_IN
+                        .iter()
+                        .chain(plugins.iter().flat_map(|plugin| plugin.group_names()))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
+        }
+        for (name, section) in &self.plugins {
+            let Some(plugin) = plugins.iter().find(|plugin| plugin.name() == name) else {
+                let linked: Vec<_> = plugins.iter().map(|plugin| plugin.name()).collect();
+                return Err(format!(
+                    "unknown plugin {name:?} in [plugins]: this vibesd was built with {}",
+                    if linked.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        linked.join(", ")
+                    }
+                ));
+            };
+            if let Some(enabled) = section.get("enabled")
+                && !enabled.is_bool()
+            {
+                return Err(format!(
+                    "plugins.{name}.enabled must be true or false, not a {}",
+                    enabled.type_str()
+                ));
+            }
+            let mut own = section.clone();
+            own.remove("enabled");
+            plugin.check_config(&own)?;
         }
         for (name, section) in &self.groups {
             match section.idle_timeout_secs {
@@ -447,6 +484,32 @@ impl Config {
         }
     }
 
+    /// A plugin's section without `enabled`, if the plugin is enabled
+    /// (`enabled` in it, else `by_default`).
+    pub fn plugin_section(&self, name: &str, by_default: bool) -> Option<toml::Table> {
+        let mut section = self.plugins.get(name).cloned().unwrap_or_default();
+        let enabled = section
+            .remove("enabled")
+            .and_then(|value| value.as_bool())
+            .unwrap_or(by_default);
+        enabled.then_some(section)
+    }
+
+    /// A plugin's group as the Supervisor runs it, with the same settings
+    /// and `[groups.<name>]` overrides as a built-in group (`disabled`
+    /// aside: a plugin is disabled in `[plugins.<name>]`).
+    pub fn plugin_group(&self, group: vibes_plugin::PluginGroup) -> GroupSpec {
+        let start = match group.start {
+            vibes_plugin::Start::Beginning => StartPosition::Beginning,
+            vibes_plugin::Start::End => StartPosition::End,
+        };
+        let section = self.groups.get(&group.name).cloned().unwrap_or_default();
+        GroupSpec {
+            config: self.group_with(&group.name, start, &section),
+            handler: group.handler,
+        }
+    }
+
     /// A built-in group's settings, with this config's overrides; `None`
     /// if it is disabled.
     pub fn group(&self, name: &str, start: StartPosition) -> Option<GroupConfig> {
@@ -454,6 +517,12 @@ impl Config {
         if section.disabled {
             return None;
         }
+        Some(self.group_with(name, start, &section))
+    }
+
+    /// `name`'s settings: the defaults, this config's supervisor settings,
+    /// and `section`'s overrides.
+    fn group_with(&self, name: &str, start: StartPosition, section: &GroupSection) -> GroupConfig {
         let mut config = GroupConfig::new(name);
         config.start = start;
         if let Some(batch_size) = section.batch_size {
@@ -475,7 +544,7 @@ impl Config {
                 .stuck_after_secs
                 .unwrap_or(self.supervisor.stuck_after_secs),
         );
-        Some(config)
+        config
     }
 }
 

@@ -13,6 +13,7 @@ pub mod config;
 pub mod consumers;
 pub mod error;
 pub mod metrics;
+pub mod plugins;
 mod serve;
 pub mod state;
 mod systemd;
@@ -46,6 +47,8 @@ pub enum ServerError {
     Log(#[from] vibes_iggy::LogError),
     #[error(transparent)]
     Consumer(#[from] consumers::ConsumerError),
+    #[error(transparent)]
+    Plugin(#[from] vibes_plugin::PluginError),
     #[error("cannot start the actors")]
     Actors(#[source] vibes_actors::SpawnErr),
     #[error("cannot listen on {address}")]
@@ -112,7 +115,9 @@ pub async fn run(
         }),
     };
     let log = opened.log.clone();
-    let (groups, services) = consumers::build(&config, &data_dir)?;
+    let (mut groups, services) = consumers::build(&config, &data_dir)?;
+    let plugins = plugins::start(&config, &data_dir)?;
+    groups.extend(plugins::group_specs(&config, &plugins));
     let (supervisor, supervisor_done) = Supervisor::start(SupervisorArgs {
         log: opened,
         groups,
@@ -144,6 +149,7 @@ pub async fn run(
         services,
         lifecycle,
         metrics: Arc::default(),
+        plugins,
     };
     let app = api::app(state.clone());
     let limits = state.config.serve_limits(CONNECTIONS_TIMEOUT);

@@ -32,6 +32,8 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     /// What the HTTP layer counts for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The plugins running in this daemon.
+    pub plugins: Arc<[crate::plugins::Started]>,
 }
 
 /// How long a WebSocket client gets to take its close frame.

@@ -404,3 +404,68 @@ async fn an_idle_session_is_closed_without_more_events_and_reopens() {
     let (_, listed) = client.get("/api/sessions").await;
     assert_eq!(listed["sessions"][0]["events"], 2);
 }
+
+/// The messages as the API shows them, without the row ids a rebuild may
+/// number differently.
+async fn message_texts(client: &Client, session: &str) -> Vec<(Value, Value, Value)> {
+    all_messages(client, session)
+        .await
+        .into_iter()
+        .map(|message| {
+            (
+                message["offset"].clone(),
+                message["role"].clone(),
+                message["text"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Before: chat history was derived state that could not be rebuilt: a
+/// deleted database stayed empty (the group's offset was past everything),
+/// and a seek back re-applied nothing (every event was below the database's
+/// applied offset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_history_rebuilds_when_deleted_and_after_a_seek_back() {
+    let mut daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    let batch: Vec<Value> = (0..30)
+        .map(|n| user_input(if n % 2 == 0 { "a" } else { "b" }, &format!("message {n}")))
+        .collect();
+    let (status, body) = client.post("/api/events", &json!(batch)).await;
+    assert_eq!(status, 200, "{body}");
+    caught_up(&client, "chat-history").await;
+    let before = (
+        message_texts(&client, "a").await,
+        message_texts(&client, "b").await,
+    );
+    assert_eq!(before.0.len(), 15);
+
+    assert!(daemon.sigterm().success(), "{}", daemon.logs());
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(daemon.path(&format!("chat-history.sqlite{suffix}")));
+    }
+    daemon.restart();
+    let client = daemon.client();
+    caught_up(&client, "chat-history").await;
+    wait_for("the history to be rebuilt", || async {
+        message_texts(&client, "a").await.len() == 15
+    })
+    .await;
+    let rebuilt = (
+        message_texts(&client, "a").await,
+        message_texts(&client, "b").await,
+    );
+    assert_eq!(rebuilt, before, "a deleted history rebuilds as it was");
+
+    let (status, body) = client
+        .post("/api/groups/chat-history/seek", &json!({"to": 20}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    caught_up(&client, "chat-history").await;
+    let after_seek = (
+        message_texts(&client, "a").await,
+        message_texts(&client, "b").await,
+    );
+    assert_eq!(after_seek, before, "a seek back neither loses nor doubles a message");
+}

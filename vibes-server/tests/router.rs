@@ -33,7 +33,9 @@ impl App {
             .await
             .unwrap();
         let log = opened.log.clone();
-        let (groups, services) = vibes_server::consumers::build(&config, dir.path()).unwrap();
+        let (mut groups, services) = vibes_server::consumers::build(&config, dir.path()).unwrap();
+        let plugins = vibes_server::plugins::start(&config, dir.path()).unwrap();
+        groups.extend(vibes_server::plugins::group_specs(&config, &plugins));
         let (supervisor, _done) = Supervisor::start(SupervisorArgs {
             log: opened,
             groups,
@@ -57,6 +59,7 @@ impl App {
             services,
             lifecycle,
             metrics: std::sync::Arc::default(),
+            plugins,
         };
         Self {
             router: vibes_server::api::app(state),

@@ -51,6 +51,7 @@ impl Supervisor {
                 spawned_paused: false,
                 crash: None,
                 careful: None,
+                rewound: None,
                 stopping: false,
                 restart_replies: Vec::new(),
             },
@@ -100,6 +101,7 @@ impl Supervisor {
             dead_letters: state.dead_letters.clone(),
             paused: entry.paused,
             careful: entry.careful.clone(),
+            rewound: entry.rewound,
             quarantine,
         };
         let group = ConsumerGroup {
@@ -158,6 +160,8 @@ impl Supervisor {
         }
         let id = actor.get_id();
         entry.metrics.started(ActorRun::now(id));
+        // Its handler was told in its start.
+        entry.rewound = None;
         if let Some(error) = state.ended_early.remove(&id) {
             entry.metrics.ended();
             let error = error.unwrap_or_else(|| "the group stopped by itself".into());

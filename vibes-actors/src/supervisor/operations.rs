@@ -76,7 +76,13 @@ impl Supervisor {
         // can start it again.
         let moved = async {
             let mut consumer = state.log.consumer(name, entry.spec.config.start).await?;
+            let before = consumer.position();
             let position = consumer.seek(to).await?;
+            if position < before {
+                // Its handler is told when it next starts.
+                let to = entry.rewound.map_or(position, |earlier| earlier.min(position));
+                entry.rewound = Some(to);
+            }
             let committed = consumer.committed_offset().await?;
             Ok::<_, LogError>((position, committed))
         }

@@ -86,7 +86,7 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Events clients may not send: vibesd writes them itself.
-const RESERVED: &[&str] = &["dead_letter", "dead_letter_resolved"];
+const RESERVED: &[&str] = &["dead_letter", "dead_letter_resolved", "plugin"];
 
 /// One client-sent event, checked: a known type, well-formed.
 pub(crate) fn client_event(value: Value, index: Option<usize>) -> Result<VibesEvent, ApiError> {
@@ -149,6 +149,10 @@ fn known_kinds() -> String {
 #[derive(Debug, Serialize)]
 struct Appended {
     offsets: Vec<Offset>,
+    /// A plugin's answer to a hook, for `vibesd hook` to print for Claude
+    /// Code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<Value>,
 }
 
 async fn append(
@@ -176,6 +180,7 @@ async fn append(
     let range = state.writer.append_batch(stored).await?;
     Ok(Json(Appended {
         offsets: range.collect(),
+        output: None,
     }))
 }
 
@@ -239,14 +244,41 @@ async fn hook(
     }
     let payload: HookPayload = serde_json::from_value(value)
         .map_err(|err| ApiError::bad_request("invalid_hook", err.to_string()))?;
-    let stored = hook_events(payload)?
-        .into_iter()
-        .map(StoredEvent::new)
-        .collect();
+    let events = hook_events(payload.clone())?;
+    let session_id = events
+        .first()
+        .and_then(VibesEvent::session_id)
+        .unwrap_or_default()
+        .to_owned();
+    let stored = events.into_iter().map(StoredEvent::new).collect();
     let range = state.writer.append_batch(stored).await?;
     Ok(Json(Appended {
         offsets: range.collect(),
+        output: plugin_answer(&state, &session_id, &payload).await,
     }))
+}
+
+/// The first plugin answer to a hook, once what records it is durable. An
+/// answer whose record the log did not take is not given: the hook is
+/// recorded either way, and Claude Code goes on without it.
+async fn plugin_answer(state: &AppState, session_id: &str, payload: &HookPayload) -> Option<Value> {
+    for plugin in state.plugins.iter() {
+        let Some(answer) = plugin.running.answer_hook(session_id, payload) else {
+            continue;
+        };
+        if let Some(record) = answer.record
+            && let Err(err) = state.writer.append(StoredEvent::new(record)).await
+        {
+            tracing::warn!(
+                plugin = plugin.name, %session_id,
+                error = %vibes_core::ErrorChain(&err),
+                "a plugin's answer to a hook is dropped: its record was not written"
+            );
+            return None;
+        }
+        return Some(answer.output);
+    }
+    None
 }
 
 #[derive(Debug, Deserialize)]

@@ -151,6 +151,24 @@ impl ChatHistory {
         Ok(applied_offset(&lock(&self.reader))?)
     }
 
+    /// Drops everything the database derived, applied offset included, in
+    /// one transaction: the group was moved back, and the history is read
+    /// again from the start of the log (what it holds before the new
+    /// position comes out the same, since it is a function of the log).
+    pub fn clear(&self) -> Result<(), HistoryError> {
+        let mut conn = lock(&self.writer);
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "DELETE FROM messages;
+             INSERT INTO messages_fts (messages_fts) VALUES ('delete-all');
+             DELETE FROM sessions;
+             DELETE FROM pending;
+             DELETE FROM meta WHERE key = 'applied_offset';",
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Applies a batch in one transaction; if that fails, event by event,
     /// so the error names the event that cannot be applied and the ones
     /// before it are kept.
@@ -564,6 +582,24 @@ impl ChatHistoryHandler {
 
 #[async_trait]
 impl Handler for ChatHistoryHandler {
+    fn resume_at(&self) -> Option<u64> {
+        // Unreadable: the group's own offset decides, and the first batch
+        // says what is wrong.
+        self.db
+            .applied_offset()
+            .ok()
+            .map(|applied| applied.map_or(0, |offset| offset + 1))
+    }
+
+    async fn rewound(&mut self, _to: u64) -> Result<u64, String> {
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.clear()).await {
+            Ok(Ok(())) => Ok(0),
+            Ok(Err(err)) => Err(vibes_core::error_chain(&err)),
+            Err(join) => Err(format!("chat-history rewind panicked: {join}")),
+        }
+    }
+
     async fn handle(&mut self, batch: &[Delivery]) -> Handled {
         let first = batch.first().map(|(offset, _)| *offset).unwrap_or_default();
         let db = self.db.clone();

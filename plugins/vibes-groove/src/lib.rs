@@ -1,0 +1,1 @@
+//! groove: the assessment plugin of vibesd (being built).
