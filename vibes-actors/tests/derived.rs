@@ -40,7 +40,14 @@ impl Handler for StoreHandler {
     }
 
     fn resume_at(&self) -> Option<u64> {
-        Some(self.0.lock().unwrap().applied.last().map_or(0, |last| last + 1))
+        Some(
+            self.0
+                .lock()
+                .unwrap()
+                .applied
+                .last()
+                .map_or(0, |last| last + 1),
+        )
     }
 
     async fn rewound(&mut self, to: u64) -> Result<u64, String> {

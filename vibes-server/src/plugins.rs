@@ -13,11 +13,10 @@ use crate::config::Config;
 
 /// Every plugin linked into this build.
 pub fn linked() -> Vec<Box<dyn Plugin>> {
-    #[allow(unused_mut)]
-    let mut plugins: Vec<Box<dyn Plugin>> = Vec::new();
-    #[cfg(feature = "groove")]
-    plugins.push(Box::new(vibes_groove::Groove));
-    plugins
+    vec![
+        #[cfg(feature = "groove")]
+        Box::new(vibes_groove::Groove),
+    ]
 }
 
 /// The linked plugin called `name`.

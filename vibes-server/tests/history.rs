@@ -467,5 +467,8 @@ async fn chat_history_rebuilds_when_deleted_and_after_a_seek_back() {
         message_texts(&client, "a").await,
         message_texts(&client, "b").await,
     );
-    assert_eq!(after_seek, before, "a seek back neither loses nor doubles a message");
+    assert_eq!(
+        after_seek, before,
+        "a seek back neither loses nor doubles a message"
+    );
 }

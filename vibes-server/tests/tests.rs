@@ -8,6 +8,8 @@ mod backend;
 mod clients;
 mod disk;
 mod firehose;
+#[cfg(feature = "groove")]
+mod groove;
 mod history;
 mod lifecycle;
 mod memory;

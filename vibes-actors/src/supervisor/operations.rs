@@ -80,7 +80,9 @@ impl Supervisor {
             let position = consumer.seek(to).await?;
             if position < before {
                 // Its handler is told when it next starts.
-                let to = entry.rewound.map_or(position, |earlier| earlier.min(position));
+                let to = entry
+                    .rewound
+                    .map_or(position, |earlier| earlier.min(position));
                 entry.rewound = Some(to);
             }
             let committed = consumer.committed_offset().await?;

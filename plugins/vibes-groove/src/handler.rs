@@ -1,0 +1,72 @@
+//! The `assessment` group's handler: applies each batch to the groove store
+//! on a blocking thread and commits only once the store has.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use vibes_core::{Delivery, Handled, Handler};
+
+use crate::store::GrooveStore;
+
+/// The handler over the shared store; the group's factory makes a fresh one
+/// on each (re)start, over the same store.
+pub struct AssessmentHandler {
+    store: Arc<GrooveStore>,
+}
+
+impl std::fmt::Debug for AssessmentHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AssessmentHandler")
+            .field("store", &self.store.path())
+            .finish()
+    }
+}
+
+impl AssessmentHandler {
+    pub fn new(store: Arc<GrooveStore>) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait]
+impl Handler for AssessmentHandler {
+    async fn handle(&mut self, batch: &[Delivery]) -> Handled {
+        let first = batch.first().map(|(offset, _)| *offset).unwrap_or_default();
+        let store = self.store.clone();
+        let owned = batch.to_vec();
+        match tokio::task::spawn_blocking(move || store.apply(&owned)).await {
+            Ok(Ok(())) => Handled::All,
+            // The batch's transaction rolled back: none of it is applied.
+            Ok(Err(err)) => Handled::Failed {
+                offset: first,
+                error: vibes_core::error_chain(&err),
+            },
+            Err(join) => Handled::Failed {
+                offset: first,
+                error: format!("groove assessment panicked: {join}"),
+            },
+        }
+    }
+
+    fn resume_at(&self) -> Option<u64> {
+        match self.store.resume_at() {
+            Ok(next) => Some(next),
+            Err(err) => {
+                // From 0 is always safe: what the store holds is skipped.
+                tracing::warn!(
+                    "groove: cannot read the applied offset ({}); reading from 0",
+                    vibes_core::ErrorChain(&err)
+                );
+                Some(0)
+            }
+        }
+    }
+
+    async fn rewound(&mut self, to: u64) -> Result<u64, String> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.rewind(to)).await {
+            Ok(result) => result.map_err(|err| vibes_core::error_chain(&err)),
+            Err(join) => Err(format!("groove rewind panicked: {join}")),
+        }
+    }
+}
