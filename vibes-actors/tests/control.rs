@@ -10,34 +10,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use vibes_actors::WriterError;
 use vibes_actors::group::{GroupSpec, GroupState};
-use vibes_actors::supervisor::{
-    ActorKind, ActorNode, Supervisor, SupervisorArgs, SupervisorHandle,
-};
+use vibes_actors::supervisor::{ActorKind, ActorNode};
 use vibes_core::{Delivery, Handled, Handler};
-use vibes_iggy::{EventLog, OpenedLog, SeekTo};
+use vibes_iggy::SeekTo;
 
 use crate::support::{
-    self, GatedLog, INJECTED, Script, TestLog, events, fast_group, fill, wait_for,
+    self, GatedLog, INJECTED, Script, TestLog, events, fast_group, fill, start_supervisor, wait_for,
 };
 
 /// How fast a control answer or snapshot must be while a group is stuck.
 const PROMPT: Duration = Duration::from_secs(1);
-
-async fn start(log: Arc<dyn EventLog>, groups: Vec<GroupSpec>) -> SupervisorHandle {
-    let (supervisor, _join) = Supervisor::start(SupervisorArgs {
-        log: OpenedLog {
-            log,
-            manager: None,
-            reason: "test".into(),
-            lock: None,
-        },
-        groups,
-        writer: vibes_actors::LogWriterConfig::default(),
-    })
-    .await
-    .unwrap();
-    supervisor
-}
 
 /// Panics unless `future` finishes within [`PROMPT`].
 async fn promptly<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
@@ -98,7 +80,7 @@ async fn a_stuck_handler_holds_up_no_other_group_nor_the_supervisor() {
     let stuck_script = Arc::new(Script::default());
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let other = Arc::new(Script::default());
-    let supervisor = start(
+    let supervisor = start_supervisor(
         test_log.log.clone(),
         vec![
             blocking_group("stuck", &stuck_script, &release),
@@ -192,7 +174,7 @@ async fn after_a_handler_panic_the_group_runs_as_a_new_actor() {
     let script = Arc::new(Script::default());
     script.panic_once.lock().unwrap().insert(3);
     fill(&*test_log.log, 10).await;
-    let supervisor = start(test_log.log.clone(), vec![fast_group("g", &script)]).await;
+    let supervisor = start_supervisor(test_log.log.clone(), vec![fast_group("g", &script)]).await;
     wait_for("the group to start", || async {
         node(&supervisor.actors().supervisor, "g")
             .actor_id
@@ -226,7 +208,7 @@ async fn a_failed_log_writer_is_restarted_and_answers_what_it_held() {
     let test_log = TestLog::memory();
     let log = GatedLog::new(test_log.log.clone());
     log.open();
-    let supervisor = start(log.clone(), Vec::new()).await;
+    let supervisor = start_supervisor(log.clone(), Vec::new()).await;
     let writer = supervisor.writer().clone();
     assert_eq!(writer.append(events(1).remove(0)).await.unwrap(), 0);
     let first_id = node(&supervisor.actors().supervisor, "log-writer")

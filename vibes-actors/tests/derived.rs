@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use vibes_actors::group::{GroupSpec, GroupState};
-use vibes_actors::supervisor::{Supervisor, SupervisorArgs, SupervisorHandle};
+use vibes_actors::supervisor::SupervisorHandle;
 use vibes_core::{Delivery, Handled, Handler};
-use vibes_iggy::{OpenedLog, SeekTo};
+use vibes_iggy::SeekTo;
 
-use crate::support::{Script, TestLog, fast_group, fill, wait_for};
+use crate::support::{Script, TestLog, fast_group, fill, start_supervisor, wait_for};
 
 /// A store that remembers every offset applied, once, and what it was told.
 #[derive(Debug, Default)]
@@ -69,19 +69,7 @@ fn group(store: &Arc<Mutex<Store>>) -> GroupSpec {
 }
 
 async fn start(test_log: &TestLog, store: &Arc<Mutex<Store>>) -> SupervisorHandle {
-    let (supervisor, _join) = Supervisor::start(SupervisorArgs {
-        log: OpenedLog {
-            log: test_log.log.clone(),
-            manager: None,
-            reason: "test".into(),
-            lock: None,
-        },
-        groups: vec![group(store)],
-        writer: vibes_actors::LogWriterConfig::default(),
-    })
-    .await
-    .unwrap();
-    supervisor
+    start_supervisor(test_log.log.clone(), vec![group(store)]).await
 }
 
 async fn applied_all(store: &Arc<Mutex<Store>>, count: u64) {

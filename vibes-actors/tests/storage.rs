@@ -11,14 +11,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use vibes_actors::backoff::Backoff;
 use vibes_actors::group::{GroupSpec, GroupState};
-use vibes_actors::supervisor::{ControlError, Supervisor, SupervisorArgs, SupervisorHandle};
+use vibes_actors::supervisor::{ControlError, SupervisorHandle};
 use vibes_core::StoredEvent;
 use vibes_iggy::{
-    BackendKind, EventConsumer, EventLog, LogError, Offset, OpenedLog, Record, SeekTo,
-    StartPosition,
+    BackendKind, EventConsumer, EventLog, LogError, Offset, Record, SeekTo, StartPosition,
 };
 
-use crate::support::{Script, TestLog, fast_group, fill, wait_for};
+use crate::support::{Script, TestLog, fast_group, fill, start_supervisor, wait_for};
 
 /// Which operations of a [`FailingLog`] fail, as a full disk (writes) or a
 /// broken one (reads) would fail them.
@@ -162,22 +161,6 @@ fn group(name: &str, script: &Arc<Script>) -> GroupSpec {
     spec
 }
 
-async fn start(log: Arc<dyn EventLog>, groups: Vec<GroupSpec>) -> SupervisorHandle {
-    let (supervisor, _join) = Supervisor::start(SupervisorArgs {
-        log: OpenedLog {
-            log,
-            manager: None,
-            reason: "test".into(),
-            lock: None,
-        },
-        groups,
-        writer: vibes_actors::LogWriterConfig::default(),
-    })
-    .await
-    .unwrap();
-    supervisor
-}
-
 async fn state(supervisor: &SupervisorHandle, group: &str) -> GroupState {
     supervisor.group(group).await.unwrap().state
 }
@@ -198,7 +181,7 @@ async fn storage_errors_do_not_spend_the_restart_budget() {
     // even though the disk is full when it is given up on.
     script.fail_always.lock().unwrap().insert(25);
     faults.reads.store(true, Ordering::SeqCst);
-    let supervisor = start(log, vec![group("g", &script)]).await;
+    let supervisor = start_supervisor(log, vec![group("g", &script)]).await;
 
     // Polls fail: it backs off, names the failure, handles nothing.
     wait_for("the group to back off on failing reads", || async {
@@ -305,7 +288,7 @@ async fn a_failed_group_is_retried_after_its_cooldown() {
     spec.config.restart.max_restarts = 2;
     spec.config.restart.crash_loop_limit = 100;
     spec.config.restart.cooldown = Duration::from_millis(500);
-    let supervisor = start(test_log.log.clone(), vec![spec]).await;
+    let supervisor = start_supervisor(test_log.log.clone(), vec![spec]).await;
 
     wait_for("the group to be marked failed", || async {
         state(&supervisor, "doomed").await == GroupState::Failed

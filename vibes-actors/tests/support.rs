@@ -227,6 +227,27 @@ pub(crate) fn quiet_injected_panics() {
     });
 }
 
+/// A Supervisor over `log` (no managed server) running `groups`.
+pub(crate) async fn start_supervisor(
+    log: Arc<dyn EventLog>,
+    groups: Vec<GroupSpec>,
+) -> vibes_actors::supervisor::SupervisorHandle {
+    let (supervisor, _join) =
+        vibes_actors::supervisor::Supervisor::start(vibes_actors::supervisor::SupervisorArgs {
+            log: OpenedLog {
+                log,
+                manager: None,
+                reason: "test".into(),
+                lock: None,
+            },
+            groups,
+            writer: vibes_actors::LogWriterConfig::default(),
+        })
+        .await
+        .unwrap();
+    supervisor
+}
+
 /// A group that retries and restarts fast, for tests.
 pub(crate) fn fast_group(name: &str, script: &Arc<Script>) -> GroupSpec {
     let mut config = GroupConfig::new(name);
