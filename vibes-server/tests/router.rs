@@ -151,6 +151,8 @@ fn routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("GET", "/api/groups", None),
         ("GET", "/api/actors", None),
         ("GET", "/metrics", None),
+        ("GET", "/api/plugins/groove/sessions", None),
+        ("GET", "/api/plugins/groove/totals", None),
         ("GET", "/api/dead-letters", None),
         ("GET", "/api/sessions", None),
         ("GET", "/api/sessions/s/messages", None),

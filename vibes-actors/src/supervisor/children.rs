@@ -153,9 +153,13 @@ impl Supervisor {
             }
         };
         if entry.generation != generation || entry.actor.is_some() || state.shutting_down {
-            // An operator acted (or shutdown began) while it started.
-            state.discarded.insert(actor.get_id());
-            actor.stop(Some("superseded".into()));
+            // An operator acted (or shutdown began) while it started. One
+            // that already ended is only forgotten; the others are stopped,
+            // and their end is not the group's.
+            if state.ended_early.remove(&actor.get_id()).is_none() {
+                state.discarded.insert(actor.get_id());
+                actor.stop(Some("superseded".into()));
+            }
             return;
         }
         let id = actor.get_id();
