@@ -64,6 +64,51 @@ pub struct PluginContext {
     /// `[plugins.<name>]` without `enabled`; empty when absent. Already
     /// checked by [`Plugin::check_config`].
     pub config: toml::Table,
+    /// Where the plugin raises notifications for the people watching (the
+    /// web UI's notifications, next to vibesd's own).
+    pub notices: Notices,
+}
+
+/// A notification a plugin raises about an event of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// What it is about, e.g. `breaker_open`; vibesd's own kinds are
+    /// `permission_request`, `notification` and `waiting_for_input`.
+    pub kind: &'static str,
+    pub session_id: String,
+    pub title: String,
+    pub message: String,
+    /// The offset of the event it is about: with `kind`, its identity (a
+    /// notice raised again for the same event is shown once).
+    pub offset: u64,
+    pub event_id: String,
+    /// When vibesd accepted that event (RFC 3339).
+    pub timestamp: String,
+}
+
+/// Takes a plugin's [`Notice`]s; cheap to clone.
+#[derive(Clone)]
+pub struct Notices(Arc<dyn Fn(Notice) + Send + Sync>);
+
+impl Notices {
+    pub fn new(sink: impl Fn(Notice) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(sink))
+    }
+
+    /// Notices that go nowhere (tests, tools).
+    pub fn none() -> Self {
+        Self::new(|_| {})
+    }
+
+    pub fn raise(&self, notice: Notice) {
+        (self.0)(notice);
+    }
+}
+
+impl std::fmt::Debug for Notices {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Notices")
+    }
 }
 
 /// Why a plugin could not start.

@@ -6,13 +6,16 @@
 //! - `GET /metrics` is `crate::metrics` (Prometheus);
 //! - `ws.rs`: `WS /ws`, the client protocol (sessions, input, permission
 //!   answers);
+//! - `notifications.rs`: the web UI's notifications, `GET
+//!   /api/notifications` and `WS /ws/notifications`;
+//! - the web UI itself, `/` and `/assets/…`, is `crate::ui`;
 //! - the built-in consumers add their own routes (firehose, sessions,
 //!   search), and each plugin its own under `/api/plugins/<name>/`.
 //!
 //! In front of every route, in this order: `guard.rs` refuses requests from
 //! other web pages (`Origin`, `Host`) and bodies that are not JSON; then,
-//! bound to anything but loopback, every route but `/healthz` needs
-//! `Authorization: Bearer <token>` (`auth.rs`). Only then is the route
+//! bound to anything but loopback, every route but `/healthz` and the UI's
+//! files needs `Authorization: Bearer <token>` (`auth.rs`). Only then is the route
 //! matched, so an unknown route beyond loopback is a 401 before a 404.
 
 mod auth;
@@ -20,6 +23,7 @@ mod control;
 mod events;
 mod extract;
 mod guard;
+mod notifications;
 mod ws;
 
 use axum::Router;
@@ -30,6 +34,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::state::AppState;
 
+pub(crate) use auth::with_protocol;
 pub use events::{frame, stored_frame};
 pub use extract::ApiPath;
 pub(crate) use guard::valid_origin;
@@ -42,6 +47,8 @@ pub fn app(state: AppState) -> Router {
         .merge(events::router())
         .merge(control::router())
         .merge(ws::router())
+        .merge(notifications::router())
+        .merge(crate::ui::router())
         .merge(crate::consumers::router());
     // Each plugin's routes under /api/plugins/<name>/, behind the same
     // layers as vibesd's own.

@@ -4,7 +4,7 @@
 //! groups, serves the API ([`api::app`]) until `shutdown` resolves, then
 //! shuts everything down in order. The `vibesd` binary (`src/bin/vibesd.rs`)
 //! parses the command line and calls it; its client subcommands are in
-//! `cli.rs`.
+//! `cli.rs`; the web UI it serves is `ui.rs`.
 
 pub mod api;
 pub mod cli;
@@ -17,6 +17,7 @@ pub mod plugins;
 mod serve;
 pub mod state;
 mod systemd;
+mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -116,7 +117,7 @@ pub async fn run(
     };
     let log = opened.log.clone();
     let (mut groups, services) = consumers::build(&config, &data_dir)?;
-    let plugins = plugins::start(&config, &data_dir)?;
+    let plugins = plugins::start(&config, &data_dir, &services.notifications)?;
     groups.extend(plugins::group_specs(&config, &plugins));
     let (supervisor, supervisor_done) = Supervisor::start(SupervisorArgs {
         log: opened,

@@ -41,6 +41,7 @@ const UNMATCHED: &str = "unmatched";
 /// The WebSocket routes, as their clients are counted.
 pub(crate) const WS_CLIENT_ROUTE: &str = "/ws";
 pub(crate) const WS_FIREHOSE_ROUTE: &str = "/ws/firehose";
+pub(crate) const WS_NOTIFICATIONS_ROUTE: &str = "/ws/notifications";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -78,8 +79,8 @@ impl Default for Metrics {
             websocket_clients: Family::default(),
             firehose_slow_closed: Counter::default(),
         };
-        // Both routes show from the first scrape, at 0.
-        for route in [WS_CLIENT_ROUTE, WS_FIREHOSE_ROUTE] {
+        // Every route shows from the first scrape, at 0.
+        for route in [WS_CLIENT_ROUTE, WS_FIREHOSE_ROUTE, WS_NOTIFICATIONS_ROUTE] {
             let _ = metrics.websocket_clients.get_or_create(&WsLabels { route });
         }
         metrics

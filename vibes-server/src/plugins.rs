@@ -49,7 +49,11 @@ pub fn group_specs(config: &Config, plugins: &[Started]) -> Vec<vibes_actors::gr
 }
 
 /// Starts every linked plugin the config enables.
-pub fn start(config: &Config, data_dir: &Path) -> Result<Arc<[Started]>, PluginError> {
+pub fn start(
+    config: &Config,
+    data_dir: &Path,
+    feed: &crate::consumers::notifications::Feed,
+) -> Result<Arc<[Started]>, PluginError> {
     let mut started = Vec::new();
     for plugin in linked() {
         let name = plugin.name();
@@ -60,6 +64,10 @@ pub fn start(config: &Config, data_dir: &Path) -> Result<Arc<[Started]>, PluginE
         let context = PluginContext {
             data_dir: data_dir.to_owned(),
             config: section,
+            notices: {
+                let feed = feed.clone();
+                vibes_plugin::Notices::new(move |notice| feed.push(notice.into()))
+            },
         };
         let running = plugin.start(&context)?;
         tracing::info!(plugin = name, "plugin started");

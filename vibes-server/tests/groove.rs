@@ -37,7 +37,7 @@ fn bash(session: &str, command: &str, stdout: &str, exit_code: i64) -> Value {
 }
 
 /// A session that goes badly: failing tests, corrections, frustration.
-fn rough_session(session: &str) -> Vec<Value> {
+pub(crate) fn rough_session(session: &str) -> Vec<Value> {
     vec![
         hook(session, "SessionStart", json!({})),
         prompt(session, "please fix the failing tests"),
@@ -88,7 +88,7 @@ fn smooth_session(session: &str) -> Vec<Value> {
     ]
 }
 
-async fn post_hooks(client: &Client, hooks: &[Value]) {
+pub(crate) async fn post_hooks(client: &Client, hooks: &[Value]) {
     for payload in hooks {
         let (status, body) = client.post("/api/hooks/claude", payload).await;
         assert_eq!(status, 200, "{body}");

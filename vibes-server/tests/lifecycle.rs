@@ -510,3 +510,122 @@ fn a_token_no_client_can_send_is_refused_at_start() {
     let error = vibesd(&["--bind", "0.0.0.0:0"], &[]);
     assert!(error.contains("token") && error.contains("' '"), "{error}");
 }
+
+// A browser cannot send `Authorization` on a WebSocket, so beyond loopback
+// no web page could open one; the token now also travels as a subprotocol,
+// checked like the header on every WebSocket route.
+#[tokio::test]
+async fn beyond_loopback_every_websocket_takes_the_token_as_a_subprotocol() {
+    use base64::Engine;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let daemon = Daemon::start(&["--bind", "0.0.0.0:0", "--token", "s3cret"]);
+    let port = daemon.url.rsplit(':').next().unwrap().to_owned();
+    let encode = |token: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+    for path in ["/ws", "/ws/firehose", "/ws/notifications"] {
+        let url = format!("ws://127.0.0.1:{port}{path}");
+        for (protocols, accepted) in [
+            (None, false),
+            (
+                Some(format!("vibesd, vibesd.bearer.{}", encode("wrong"))),
+                false,
+            ),
+            (
+                Some(format!("vibesd, vibesd.bearer.{}", encode("s3cret"))),
+                true,
+            ),
+        ] {
+            let mut request = url.as_str().into_client_request().unwrap();
+            if let Some(protocols) = &protocols {
+                request
+                    .headers_mut()
+                    .insert("sec-websocket-protocol", protocols.parse().unwrap());
+            }
+            match tokio_tungstenite::connect_async(request).await {
+                Ok((_, response)) => {
+                    assert!(accepted, "{path} {protocols:?} was accepted");
+                    assert_eq!(
+                        response.headers()["sec-websocket-protocol"],
+                        "vibesd",
+                        "{path}: a browser needs the protocol answered"
+                    );
+                }
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    assert!(!accepted, "{path} {protocols:?}: {}", response.status());
+                    assert_eq!(response.status(), 401, "{path}");
+                }
+                Err(err) => panic!("{path}: {err}"),
+            }
+        }
+    }
+}
+
+// The page that asks for the token must load without it: the UI's files
+// hold no data, while every API route still needs the token.
+#[tokio::test]
+async fn beyond_loopback_the_web_ui_loads_without_the_token_and_its_api_does_not() {
+    let daemon = Daemon::start(&["--bind", "0.0.0.0:0", "--token", "s3cret"]);
+    let http = reqwest::Client::new();
+    for path in ["/", "/groups", "/sessions/s1", "/assets/app.js"] {
+        let response = http
+            .get(format!("{}{path}", daemon.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    let page = http
+        .get(format!("{}/firehose", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    let headers = page.headers().clone();
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    // Revalidated by its ETag: unchanged files are not sent again.
+    let script = http
+        .get(format!("{}/assets/app.js", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        script.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .contains("javascript")
+    );
+    let etag = script.headers()["etag"].clone();
+    let again = http
+        .get(format!("{}/assets/app.js", daemon.url))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let client = daemon.client();
+    for path in [
+        "/api/status",
+        "/api/notifications",
+        "/assets/../api/status",
+        "/groupsx",
+    ] {
+        let (status, body) = client.get(path).await;
+        assert_eq!(status, 401, "{path}: {body}");
+    }
+    let (status, body) = client.get("/assets/nope.js").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no_such_asset"))
+    );
+}

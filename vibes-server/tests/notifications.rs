@@ -13,7 +13,7 @@ use crate::support::{Client, Daemon, wait_for};
 
 /// One request the webhook received.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     title: Option<String>,
     content_type: Option<String>,
     body: String,
@@ -33,14 +33,14 @@ struct Hook {
 }
 
 /// A webhook on 127.0.0.1:0, served until the test ends.
-struct Webhook {
+pub(crate) struct Webhook {
     state: Arc<Hook>,
     address: SocketAddr,
     _server: tokio::task::JoinHandle<()>,
 }
 
 impl Webhook {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let state = Arc::new(Hook::default());
         state.fail_status.store(500, Ordering::SeqCst);
         let shared = state.clone();
@@ -60,19 +60,19 @@ impl Webhook {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/hook", self.address)
     }
 
     /// Fails the next `n` requests with `status`.
-    fn fail(&self, n: usize, status: u16) {
+    pub(crate) fn fail(&self, n: usize, status: u16) {
         self.state
             .fail_status
             .store(status.into(), Ordering::SeqCst);
         self.state.fail_next.store(n, Ordering::SeqCst);
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
 
@@ -111,7 +111,7 @@ impl Hook {
 }
 
 /// Starts vibesd with `config` (TOML) as its config file.
-fn daemon_with(config: &str) -> (Daemon, tempfile::TempDir) {
+pub(crate) fn daemon_with(config: &str) -> (Daemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("vibesd.toml");
     std::fs::write(&path, config).unwrap();
@@ -121,7 +121,7 @@ fn daemon_with(config: &str) -> (Daemon, tempfile::TempDir) {
 
 /// The group starts at the end of the log: events appended before it runs
 /// are not its business, so the tests wait for it first.
-async fn notifications_running(client: &Client) {
+pub(crate) async fn notifications_running(client: &Client) {
     wait_for("the notifications group to run", || async {
         let (_, groups) = client.get("/api/groups").await;
         groups.as_array().is_some_and(|groups| {
@@ -133,14 +133,14 @@ async fn notifications_running(client: &Client) {
     .await;
 }
 
-fn permission_request(session: &str, tool: &str) -> Value {
+pub(crate) fn permission_request(session: &str, tool: &str) -> Value {
     json!({
         "type": "claude", "session_id": session,
         "event": {"type": "permission_request", "id": "p1", "tool": tool, "description": format!("run {tool}")}
     })
 }
 
-async fn append(client: &Client, event: &Value) -> u64 {
+pub(crate) async fn append(client: &Client, event: &Value) -> u64 {
     let (status, body) = client.post("/api/events", event).await;
     assert_eq!(status, 200, "{body}");
     body["offsets"][0].as_u64().unwrap()
@@ -354,4 +354,73 @@ fn an_unknown_webhook_kind_stops_start_up_with_its_name() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(stderr.contains("lunch"), "{stderr}");
+}
+
+// The notifications group ran only with a webhook, so a browser had
+// nothing to show; it now always runs and feeds the web UI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_webhook_notifications_reach_the_api_and_the_websocket() {
+    let daemon = Daemon::start(&[]);
+    let client = daemon.client();
+    notifications_running(&client).await;
+    let first = append(&client, &permission_request("s1", "Bash")).await;
+    wait_for("the first notification", || async {
+        let (_, body) = client.get("/api/notifications").await;
+        body["notifications"]
+            .as_array()
+            .is_some_and(|list| !list.is_empty())
+    })
+    .await;
+    let (_, body) = client.get("/api/notifications").await;
+    let kept = &body["notifications"][0];
+    assert_eq!(
+        (
+            kept["kind"].as_str(),
+            kept["offset"].as_u64(),
+            kept["session_id"].as_str()
+        ),
+        (Some("permission_request"), Some(first), Some("s1")),
+        "{body}"
+    );
+
+    let url = format!(
+        "{}/ws/notifications",
+        daemon.url.replacen("http://", "ws://", 1)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let replayed = next_json(&mut ws).await;
+    assert_eq!(
+        (replayed["offset"].as_u64(), &replayed["replayed"]),
+        (Some(first), &json!(true))
+    );
+    let waiting = append(
+        &client,
+        &json!({"type": "session_state_changed", "session_id": "s1", "state": "waiting_for_input"}),
+    )
+    .await;
+    let live = next_json(&mut ws).await;
+    assert_eq!(live["kind"], "waiting_for_input", "{live}");
+    assert_eq!(live["offset"].as_u64(), Some(waiting));
+    assert!(
+        live.get("replayed").is_none(),
+        "a new one is not a replay: {live}"
+    );
+    // Events that notify nobody make no notification.
+    append(&client, &crate::support::user_input("s1", "hello")).await;
+    let (_, body) = client.get("/api/notifications").await;
+    assert_eq!(body["notifications"].as_array().unwrap().len(), 2, "{body}");
+}
+
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    use futures::StreamExt;
+    let message = tokio::time::timeout(crate::support::DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(message.to_text().unwrap()).unwrap()
 }

@@ -34,7 +34,8 @@ impl App {
             .unwrap();
         let log = opened.log.clone();
         let (mut groups, services) = vibes_server::consumers::build(&config, dir.path()).unwrap();
-        let plugins = vibes_server::plugins::start(&config, dir.path()).unwrap();
+        let plugins =
+            vibes_server::plugins::start(&config, dir.path(), &services.notifications).unwrap();
         groups.extend(vibes_server::plugins::group_specs(&config, &plugins));
         let (supervisor, _done) = Supervisor::start(SupervisorArgs {
             log: opened,

@@ -5,6 +5,7 @@
 
 mod api;
 mod backend;
+mod browser;
 mod clients;
 mod disk;
 mod firehose;
@@ -18,3 +19,4 @@ mod observe;
 mod router;
 mod support;
 mod systemd;
+mod ui;

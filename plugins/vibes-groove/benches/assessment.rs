@@ -223,7 +223,7 @@ fn main() {
         let store = Arc::new(
             GrooveStore::open(store_dir.path(), &GrooveConfig::default()).expect("open store"),
         );
-        let mut handler = AssessmentHandler::new(store.clone());
+        let mut handler = AssessmentHandler::new(store.clone(), vibes_plugin::Notices::none());
         let assess = run(&log, total, Some(&mut handler)).await;
         let totals = store.totals().expect("totals");
 

@@ -1,17 +1,25 @@
 //! The `assessment` group's handler: applies each batch to the groove store
-//! on a blocking thread and commits only once the store has.
+//! on a blocking thread and commits only once the store has. A breaker that
+//! opens on a recent event is raised as a notice for the web UI.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use vibes_core::{Delivery, Handled, Handler};
+use vibes_plugin::{Notice, Notices};
 
+use crate::record::Transition;
 use crate::store::GrooveStore;
+
+/// A breaker opened on an event older than this (a rebuild of the store,
+/// a backlog) is stored but not raised: nobody needs last week's alert.
+const NOTICE_HORIZON: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// The handler over the shared store; the group's factory makes a fresh one
 /// on each (re)start, over the same store.
 pub struct AssessmentHandler {
     store: Arc<GrooveStore>,
+    notices: Notices,
 }
 
 impl std::fmt::Debug for AssessmentHandler {
@@ -23,8 +31,32 @@ impl std::fmt::Debug for AssessmentHandler {
 }
 
 impl AssessmentHandler {
-    pub fn new(store: Arc<GrooveStore>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<GrooveStore>, notices: Notices) -> Self {
+        Self { store, notices }
+    }
+
+    fn raise(&self, batch: &[Delivery], session_id: String, transition: &Transition) {
+        let Some((offset, stored)) = batch
+            .iter()
+            .find(|(offset, _)| *offset == transition.offset)
+        else {
+            return;
+        };
+        if chrono::Utc::now() - stored.timestamp > NOTICE_HORIZON {
+            return;
+        }
+        self.notices.raise(Notice {
+            kind: "breaker_open",
+            title: "Session in trouble".to_owned(),
+            message: format!(
+                "The assessment breaker of {session_id} opened: {}",
+                transition.reason
+            ),
+            session_id,
+            offset: *offset,
+            event_id: stored.event_id.to_string(),
+            timestamp: stored.timestamp.to_rfc3339(),
+        });
     }
 }
 
@@ -35,7 +67,12 @@ impl Handler for AssessmentHandler {
         let store = self.store.clone();
         let owned = batch.to_vec();
         match tokio::task::spawn_blocking(move || store.apply(&owned)).await {
-            Ok(Ok(())) => Handled::All,
+            Ok(Ok(opened)) => {
+                for (session_id, transition) in opened {
+                    self.raise(batch, session_id, &transition);
+                }
+                Handled::All
+            }
             // The batch's transaction rolled back: none of it is applied.
             Ok(Err(err)) => Handled::Failed {
                 offset: first,

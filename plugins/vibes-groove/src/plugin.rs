@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::json;
 use vibes_core::{HookPayload, VibesEvent};
 use vibes_plugin::{
-    HookAnswer, Plugin, PluginCli, PluginContext, PluginError, PluginGroup, RunningPlugin, Start,
+    HookAnswer, Notices, Plugin, PluginCli, PluginContext, PluginError, PluginGroup, RunningPlugin,
+    Start,
 };
 
 use crate::assess::{INTERVENTION, PLUGIN};
@@ -61,7 +62,11 @@ impl Plugin for Groove {
             GrooveConfig::from_table(&context.config).map_err(|err| failed(err.to_string()))?;
         let store = GrooveStore::open(&context.data_dir, &config)
             .map_err(|err| failed(vibes_core::error_chain(&err)))?;
-        Ok(Box::new(RunningGroove::new(Arc::new(store), config)))
+        Ok(Box::new(RunningGroove::new(
+            Arc::new(store),
+            config,
+            context.notices.clone(),
+        )))
     }
 
     fn cli(&self) -> Option<PluginCli> {
@@ -74,6 +79,7 @@ impl Plugin for Groove {
 pub struct RunningGroove {
     store: Arc<GrooveStore>,
     config: GrooveConfig,
+    notices: Notices,
     /// (session, open offset) of the notes given, newest last: the group
     /// may not have read their records yet, and each Open gets one note.
     given: Mutex<VecDeque<(String, u64)>>,
@@ -91,10 +97,11 @@ impl std::fmt::Debug for RunningGroove {
 impl RunningGroove {
     /// groove over `store`, with `config` (as checked by
     /// [`GrooveConfig::from_table`]).
-    pub fn new(store: Arc<GrooveStore>, config: GrooveConfig) -> Self {
+    pub fn new(store: Arc<GrooveStore>, config: GrooveConfig, notices: Notices) -> Self {
         Self {
             store,
             config,
+            notices,
             given: Mutex::new(VecDeque::new()),
         }
     }
@@ -108,10 +115,13 @@ impl RunningGroove {
 impl RunningPlugin for RunningGroove {
     fn groups(&self) -> Vec<PluginGroup> {
         let store = self.store.clone();
+        let notices = self.notices.clone();
         vec![PluginGroup {
             name: GROUP.into(),
             start: Start::Beginning,
-            handler: Arc::new(move || Box::new(AssessmentHandler::new(store.clone()))),
+            handler: Arc::new(move || {
+                Box::new(AssessmentHandler::new(store.clone(), notices.clone()))
+            }),
         }]
     }
 

@@ -27,7 +27,7 @@ use vibes_core::Delivery;
 use crate::assess::Assessor;
 use crate::config::GrooveConfig;
 use crate::error::GrooveError;
-use crate::record::Record;
+use crate::record::{BreakerState, Record, Transition};
 use crate::session::SessionState;
 
 mod query;
@@ -225,14 +225,19 @@ impl GrooveStore {
     }
 
     /// Applies a batch in one transaction, with the offset of its last event;
-    /// events at or below the applied offset are skipped.
-    pub(crate) fn apply(&self, batch: &[Delivery]) -> Result<(), GrooveError> {
+    /// events at or below the applied offset are skipped. Answers the
+    /// breakers it opened, with their sessions.
+    pub(crate) fn apply(
+        &self,
+        batch: &[Delivery],
+    ) -> Result<Vec<(String, Transition)>, GrooveError> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction()?;
         let applied = applied_offset(&tx)?;
         let mut touched = Touched::default();
         let mut totals: BTreeMap<(&'static str, String), i64> = BTreeMap::new();
         let mut last = None;
+        let mut opened = Vec::new();
         for (offset, stored) in batch {
             if applied.is_some_and(|applied| *offset <= applied) {
                 continue; // A re-delivery: its effect is already here.
@@ -246,10 +251,15 @@ impl GrooveStore {
             for (seq, record) in records.iter().enumerate() {
                 insert(&tx, session, seq, record)?;
                 *totals.entry(total_key(record)).or_default() += 1;
+                if let Record::Transition(transition) = record
+                    && transition.to == BreakerState::Open
+                {
+                    opened.push((session.to_owned(), transition.clone()));
+                }
             }
         }
         let Some(last) = last else {
-            return Ok(());
+            return Ok(opened);
         };
         touched.save(&tx)?;
         let mut add = tx.prepare_cached(
@@ -266,7 +276,7 @@ impl GrooveStore {
             [last as i64],
         )?;
         tx.commit()?;
-        Ok(())
+        Ok(opened)
     }
 }
 

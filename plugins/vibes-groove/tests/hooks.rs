@@ -106,6 +106,7 @@ async fn a_rough_and_a_smooth_session_read_as_such_and_the_rough_one_gets_a_note
     let context = PluginContext {
         data_dir: dir.path().to_owned(),
         config: "intervene = true\nbreaker_threshold = 1.0".parse().unwrap(),
+        notices: vibes_plugin::Notices::none(),
     };
     let plugin = Groove.start(&context).unwrap();
     let mut handler = (plugin.groups()[0].handler)();

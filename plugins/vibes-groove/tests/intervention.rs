@@ -15,6 +15,7 @@ fn start(dir: &Path, config: &str) -> Box<dyn RunningPlugin> {
     let context = PluginContext {
         data_dir: dir.to_owned(),
         config: config.parse().unwrap(),
+        notices: vibes_plugin::Notices::none(),
     };
     Groove.start(&context).unwrap()
 }

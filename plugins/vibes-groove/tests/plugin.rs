@@ -40,6 +40,7 @@ fn start_opens_the_store_and_runs_one_assessment_group_from_the_beginning() {
     let context = PluginContext {
         data_dir: dir.path().to_owned(),
         config: toml::Table::new(),
+        notices: vibes_plugin::Notices::none(),
     };
     let running = Groove.start(&context).unwrap();
     assert!(dir.path().join("groove.sqlite").exists());
@@ -60,12 +61,14 @@ fn start_refuses_a_bad_config_and_an_unwritable_data_dir() {
     let context = PluginContext {
         data_dir: dir.path().to_owned(),
         config: "alpha = 0".parse().unwrap(),
+        notices: vibes_plugin::Notices::none(),
     };
     let err = Groove.start(&context).err().unwrap();
     assert!(err.to_string().contains("plugins.groove.alpha"), "{err}");
     let context = PluginContext {
         data_dir: dir.path().join("missing/dir"),
         config: toml::Table::new(),
+        notices: vibes_plugin::Notices::none(),
     };
     let err = Groove.start(&context).err().unwrap();
     assert!(

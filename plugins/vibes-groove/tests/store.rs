@@ -44,7 +44,10 @@ async fn resume_at_is_the_first_offset_not_applied() {
     feed(&mut handler, &events, 10).await;
     assert_eq!(handler.resume_at(), Some(42));
     // A fresh handler (a restart of the group) over the same store agrees.
-    assert_eq!(AssessmentHandler::new(store.clone()).resume_at(), Some(42));
+    assert_eq!(
+        AssessmentHandler::new(store.clone(), vibes_plugin::Notices::none()).resume_at(),
+        Some(42)
+    );
     // Events without a session still move the applied offset.
     let lone = numbered(
         42,
@@ -182,9 +185,9 @@ async fn a_batch_the_store_cannot_take_fails_at_its_first_offset_and_applies_not
 async fn the_handler_factory_shares_one_store() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(GrooveStore::open(dir.path(), &GrooveConfig::default()).unwrap());
-    let mut first = AssessmentHandler::new(store.clone());
+    let mut first = AssessmentHandler::new(store.clone(), vibes_plugin::Notices::none());
     let events = numbered(0, vec![stored(0.0, prompt("s", "wtf"))]);
     feed(&mut first, &events, 1).await;
-    let second = AssessmentHandler::new(store.clone());
+    let second = AssessmentHandler::new(store.clone(), vibes_plugin::Notices::none());
     assert_eq!(second.resume_at(), Some(1));
 }

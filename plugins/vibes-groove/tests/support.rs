@@ -110,7 +110,7 @@ pub(crate) async fn feed(handler: &mut dyn Handler, deliveries: &[Delivery], siz
 /// A store in `dir` with the default config, and a handler over it.
 pub(crate) fn open(dir: &Path) -> (Arc<GrooveStore>, AssessmentHandler) {
     let store = Arc::new(GrooveStore::open(dir, &GrooveConfig::default()).unwrap());
-    let handler = AssessmentHandler::new(store.clone());
+    let handler = AssessmentHandler::new(store.clone(), vibes_plugin::Notices::none());
     (store, handler)
 }
 

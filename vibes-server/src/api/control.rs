@@ -34,6 +34,8 @@ pub(super) fn router() -> Router<AppState> {
 
 async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let high_water_mark = state.log.high_water_mark().await?;
+    let snapshot = state.supervisor.snapshot().await;
+    let writer = &snapshot.writer;
     Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": state.started.elapsed().as_secs(),
@@ -41,6 +43,15 @@ async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "backend_reason": state.backend.reason,
         "iggy": state.backend.iggy,
         "high_water_mark": high_water_mark,
+        "writer": {
+            "open": writer.open,
+            "queued_events": writer.queued_events,
+            "max_queued_events": writer.max_queued_events,
+            "events_written": writer.events_written,
+            "restarts": writer.restarts,
+            "append_latency": writer.append_latency,
+        },
+        "iggy_server": snapshot.iggy_server,
     })))
 }
 

@@ -83,7 +83,7 @@ async fn connect(
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(not_a_websocket)?;
     let limit = state.config.limits.max_body_bytes;
-    Ok(upgrade
+    Ok(super::auth::with_protocol(upgrade)
         .max_message_size(limit)
         .on_upgrade(move |socket| client(state, socket)))
 }

@@ -5,7 +5,7 @@
 //! | `websocket` | End | broadcasts every event to `/ws/firehose` clients |
 //! | `session-collector` | Beginning | one transcript file per session (`sessions.rs`) |
 //! | `chat-history` | Beginning | SQLite database of sessions and messages (`chat_history.rs`) |
-//! | `notifications` | End | configured webhooks |
+//! | `notifications` | End | the web UI's notifications, configured webhooks |
 //!
 //! `docs/consumers.md` describes each group, its commit rule and its routes.
 
@@ -43,6 +43,9 @@ pub struct Services {
     /// The session-collector's transcripts and their index; `None` when
     /// the group is disabled.
     pub sessions: Option<Arc<sessions::Collector>>,
+    /// The last notifications, fed by the `notifications` group and the
+    /// plugins, pushed to web UIs.
+    pub notifications: notifications::Feed,
 }
 
 /// Why a built-in consumer could not be set up.
@@ -106,11 +109,12 @@ pub fn build(
         services.sessions = Some(collector);
     }
 
-    // Only with a webhook to post to: an idle group would still poll.
-    if let Some(spec) = notifications::spec(config).map_err(|message| ConsumerError {
-        group: notifications::GROUP,
-        message,
-    })? {
+    if let Some(spec) =
+        notifications::spec(config, &services.notifications).map_err(|message| ConsumerError {
+            group: notifications::GROUP,
+            message,
+        })?
+    {
         specs.push(spec);
     }
 

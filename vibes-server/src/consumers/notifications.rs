@@ -1,13 +1,20 @@
-//! The `notifications` consumer group: tells a person, through the
-//! configured webhooks, when a session needs them.
+//! The `notifications` consumer group: tells a person, through the web UI
+//! and the configured webhooks, when a session needs them.
 //!
-//! Three kinds of event make a notification:
+//! The group always runs (unless disabled). Three kinds of event make a
+//! notification:
 //!
 //! | kind | event |
 //! |---|---|
 //! | `permission_request` | a Claude `permission_request` |
 //! | `notification` | a Claude Code `Notification` hook |
 //! | `waiting_for_input` | `session_state_changed` to `waiting_for_input` (from a `Stop` hook) |
+//!
+//! Every notification goes first to the [`Feed`]: the last
+//! [`FEED_CAPACITY`] notifications, which `GET /api/notifications` answers
+//! and `WS /ws/notifications` pushes to connected web UIs. Plugins add
+//! theirs to the feed too (groove: `breaker_open`, when a session's
+//! assessment breaker opens); those reach the UI, not the webhooks.
 //!
 //! Each webhook gets the kinds it asked for (all of them if it named none),
 //! as JSON or as an ntfy-style plain body with a `Title` header. The group
@@ -54,16 +61,35 @@ fn backoff() -> ExponentialBuilder {
         .with_jitter()
 }
 
+/// How many notifications the feed keeps.
+pub const FEED_CAPACITY: usize = 100;
+
 /// What a notification is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     PermissionRequest,
     Notification,
     WaitingForInput,
+    /// A plugin's kind, e.g. groove's `breaker_open`.
+    Plugin(&'static str),
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 impl Kind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::PermissionRequest => "permission_request",
+            Self::Notification => "notification",
+            Self::WaitingForInput => "waiting_for_input",
+            Self::Plugin(kind) => kind,
+        }
+    }
+
     fn parse(name: &str) -> Option<Self> {
         match name {
             "permission_request" => Some(Self::PermissionRequest),
@@ -86,6 +112,77 @@ pub struct Notification {
     pub event_id: String,
     /// When vibesd accepted the event (RFC 3339).
     pub timestamp: String,
+}
+
+impl From<vibes_plugin::Notice> for Notification {
+    fn from(notice: vibes_plugin::Notice) -> Self {
+        Self {
+            kind: Kind::Plugin(notice.kind),
+            session_id: notice.session_id,
+            title: notice.title,
+            message: notice.message,
+            offset: notice.offset,
+            event_id: notice.event_id,
+            timestamp: notice.timestamp,
+        }
+    }
+}
+
+/// The last notifications, and the web UIs listening for new ones.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    recent: Arc<std::sync::Mutex<std::collections::VecDeque<Arc<Notification>>>>,
+    live: tokio::sync::broadcast::Sender<Arc<Notification>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self {
+            recent: Arc::default(),
+            live: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+        }
+    }
+}
+
+impl Feed {
+    /// Adds a notification, unless one of its kind for its event is there
+    /// already (the group retrying the event, a plugin rebuilding).
+    pub fn push(&self, notification: Notification) {
+        let notification = Arc::new(notification);
+        {
+            let mut recent = self
+                .recent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if recent
+                .iter()
+                .any(|old| old.offset == notification.offset && old.kind == notification.kind)
+            {
+                return;
+            }
+            if recent.len() == FEED_CAPACITY {
+                recent.pop_front();
+            }
+            recent.push_back(notification.clone());
+        }
+        // No UI listening is fine.
+        let _ = self.live.send(notification);
+    }
+
+    /// The notifications kept, oldest first.
+    pub fn recent(&self) -> Vec<Arc<Notification>> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// New notifications from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Notification>> {
+        self.live.subscribe()
+    }
 }
 
 impl Notification {
@@ -224,12 +321,8 @@ impl SendError {
     }
 }
 
-/// The `notifications` group, if any webhook is configured and the group is
-/// not disabled.
-pub fn spec(config: &Config) -> Result<Option<GroupSpec>, String> {
-    if config.webhooks.is_empty() {
-        return Ok(None);
-    }
+/// The `notifications` group feeding `feed`, unless the group is disabled.
+pub fn spec(config: &Config, feed: &Feed) -> Result<Option<GroupSpec>, String> {
     let Some(group) = config.group(GROUP, StartPosition::End) else {
         return Ok(None);
     };
@@ -247,8 +340,10 @@ pub fn spec(config: &Config) -> Result<Option<GroupSpec>, String> {
         .user_agent(concat!("vibesd/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|err| format!("cannot make the HTTP client: {err}"))?;
+    let feed = feed.clone();
     let handler: HandlerFactory = Arc::new(move || {
         Box::new(Notifier {
+            feed: feed.clone(),
             http: http.clone(),
             targets: targets.clone(),
             delivered: None,
@@ -262,6 +357,7 @@ pub fn spec(config: &Config) -> Result<Option<GroupSpec>, String> {
 
 /// The handler: one notification at a time, to every webhook that wants it.
 struct Notifier {
+    feed: Feed,
     http: reqwest::Client,
     targets: Arc<[Target]>,
     /// The offset being sent and the targets (by index) that already have
@@ -277,6 +373,7 @@ impl Handler for Notifier {
             let Some(notification) = Notification::of(*offset, stored) else {
                 continue;
             };
+            self.feed.push(notification.clone());
             if self.delivered.as_ref().is_none_or(|(at, _)| at != offset) {
                 self.delivered = Some((*offset, BTreeSet::new()));
             }

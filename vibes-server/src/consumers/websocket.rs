@@ -251,7 +251,7 @@ async fn firehose(
         lifecycle: state.lifecycle.clone(),
         metrics: state.metrics.clone(),
     };
-    Ok(upgrade.on_upgrade(move |socket| pump.run(socket, live)))
+    Ok(crate::api::with_protocol(upgrade).on_upgrade(move |socket| pump.run(socket, live)))
 }
 
 /// Why a firehose connection ends.
