@@ -122,6 +122,16 @@ async fn every_view_shows_real_data_and_the_page_reports_no_error() {
         id("actor-node")
     ))
     .await;
+    // A restart shows as it happens: a new actor id, listed as a change.
+    let (status, body) = client
+        .post_raw("/api/groups/chat-history/restart", Vec::new())
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tab.wait("the restart in the tree", &format!(
+        "[...document.querySelectorAll('{}')].some(c => c.textContent.includes('chat-history'))",
+        id("actor-change")
+    ))
+    .await;
 
     tab.go("/dead-letters").await;
     tab.wait(
