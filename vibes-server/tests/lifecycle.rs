@@ -238,6 +238,9 @@ async fn on_a_managed_iggy_server() {
     assert_eq!(status, 200);
     assert_eq!(body["backend"], "iggy", "{body}");
     assert_eq!(body["iggy"]["managed"], true, "{body}");
+    // The status view shows the managed server's state.
+    assert_eq!(body["iggy_server"]["up"], true, "{body}");
+    assert!(body["iggy_server"]["pid"].as_u64().is_some(), "{body}");
     let (status, body) = client
         .post(
             "/api/events",
