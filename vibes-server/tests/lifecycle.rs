@@ -632,3 +632,33 @@ async fn beyond_loopback_the_web_ui_loads_without_the_token_and_its_api_does_not
         (404, Some("no_such_asset"))
     );
 }
+
+// The sockets that take no input buffered whatever a client sent, up to
+// the WebSocket library's 64 MiB; now an oversized message closes them.
+#[tokio::test]
+async fn a_socket_that_takes_no_input_closes_on_an_oversized_message() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let daemon = Daemon::start(&[]);
+    for path in ["/ws/firehose", "/ws/notifications"] {
+        let url = format!("{}{path}", daemon.url.replacen("http://", "ws://", 1));
+        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        ws.send(Message::text("x".repeat(64 * 1024))).await.unwrap();
+        let ended = tokio::time::timeout(crate::support::DEADLINE, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+        .expect("the socket stayed open");
+        if let Some(code) = ended {
+            assert_eq!(code, 1009, "{path}");
+        }
+    }
+    // vibesd goes on serving.
+    assert_eq!(daemon.client().get("/healthz").await.0, 200);
+}

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::consumers::notifications::{FEED_CAPACITY, Notification};
-use crate::consumers::websocket::not_a_websocket;
+use crate::consumers::websocket::{NO_INPUT_MESSAGE_BYTES, not_a_websocket};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -37,7 +37,9 @@ async fn connect(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(not_a_websocket)?;
-    Ok(super::auth::with_protocol(upgrade).on_upgrade(move |socket| push(state, socket)))
+    Ok(super::auth::with_protocol(upgrade)
+        .max_message_size(NO_INPUT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| push(state, socket)))
 }
 
 async fn push(state: AppState, mut socket: WebSocket) {

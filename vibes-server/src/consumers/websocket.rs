@@ -203,6 +203,11 @@ fn parse_from(from: Option<&str>) -> Result<SeekTo, ApiError> {
     }
 }
 
+/// The largest message a client may send on a socket that takes no input
+/// (`/ws/firehose`, `/ws/notifications`): a larger one closes it (1009)
+/// instead of being buffered whole.
+pub(crate) const NO_INPUT_MESSAGE_BYTES: usize = 4096;
+
 /// The answer to a request that is not a WebSocket upgrade.
 pub(crate) fn not_a_websocket(rejection: WebSocketUpgradeRejection) -> ApiError {
     ApiError::new(
@@ -251,7 +256,9 @@ async fn firehose(
         lifecycle: state.lifecycle.clone(),
         metrics: state.metrics.clone(),
     };
-    Ok(crate::api::with_protocol(upgrade).on_upgrade(move |socket| pump.run(socket, live)))
+    Ok(crate::api::with_protocol(upgrade)
+        .max_message_size(NO_INPUT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| pump.run(socket, live)))
 }
 
 /// Why a firehose connection ends.
