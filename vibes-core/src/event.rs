@@ -24,11 +24,37 @@ pub enum VibesEvent {
         /// Where the input came from (`web`, `cli`, `hook`, ...).
         source: String,
     },
-    /// A person's answer to a [`ClaudeEvent::PermissionRequest`].
+    /// A person's answer to a permission request: a
+    /// [`ClaudeEvent::PermissionRequest`] (named by its `id`), or a Claude
+    /// Code `PermissionRequest` hook waiting in `vibesd hook` (named by the
+    /// offset of its `hook` event, `request_offset`; `request_id` is that
+    /// offset in decimal).
     PermissionResponse {
         session_id: String,
         request_id: String,
         approved: bool,
+        /// For a `PermissionRequest` hook: the offset of its `hook` event.
+        /// Only vibesd's permission route writes these.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_offset: Option<u64>,
+        /// With a denial: what Claude is told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+        /// Who decided, from where.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        decided_by: Option<DecidedBy>,
+    },
+    /// How `vibesd hook` ended its wait for a decision on the
+    /// `PermissionRequest` hook at `request_offset` (only vibesd writes
+    /// these).
+    PermissionOutcome {
+        session_id: String,
+        request_offset: u64,
+        /// `decided` (Claude Code got the decision), `timed_out` (none came
+        /// in time: the dialog went to the terminal) or `unreachable` (the
+        /// hook lost vibesd while it waited: the dialog went to the
+        /// terminal).
+        outcome: String,
     },
     SessionCreated {
         session_id: String,
@@ -95,6 +121,7 @@ impl VibesEvent {
         "claude",
         "user_input",
         "permission_response",
+        "permission_outcome",
         "session_created",
         "session_state_changed",
         "client_connected",
@@ -112,6 +139,7 @@ impl VibesEvent {
             Self::Claude { .. } => "claude",
             Self::UserInput { .. } => "user_input",
             Self::PermissionResponse { .. } => "permission_response",
+            Self::PermissionOutcome { .. } => "permission_outcome",
             Self::SessionCreated { .. } => "session_created",
             Self::SessionStateChanged { .. } => "session_state_changed",
             Self::ClientConnected { .. } => "client_connected",
@@ -131,6 +159,7 @@ impl VibesEvent {
             Self::Claude { session_id, .. }
             | Self::UserInput { session_id, .. }
             | Self::PermissionResponse { session_id, .. }
+            | Self::PermissionOutcome { session_id, .. }
             | Self::SessionCreated { session_id, .. }
             | Self::SessionStateChanged { session_id, .. }
             | Self::SessionRemoved { session_id, .. }
@@ -215,6 +244,19 @@ impl ClaudeEvent {
         "error",
         "permission_request",
     ];
+}
+
+/// Where a decision on a permission request came from, as vibesd saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecidedBy {
+    /// The route that took it, e.g. `POST /api/permissions/{offset}/decision`.
+    pub route: String,
+    /// The client's address (a reverse proxy's, behind one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The web page that sent it (its `Origin`), for a browser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Token usage of one turn.
@@ -352,6 +394,31 @@ mod tests {
                    "event":{"type":"tool_result","id":"t1","output":"ok","is_error":false}})
         );
         assert_eq!(serde_json::from_value::<VibesEvent>(json).unwrap(), event);
+    }
+
+    #[test]
+    fn a_permission_response_stored_before_remote_approval_still_reads() {
+        let old = json!({"type":"permission_response","session_id":"s1",
+                         "request_id":"r7","approved":true});
+        let event: VibesEvent = serde_json::from_value(old.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&event).unwrap(), old);
+
+        let decided = VibesEvent::PermissionResponse {
+            session_id: "s1".into(),
+            request_id: "12".into(),
+            approved: false,
+            request_offset: Some(12),
+            message: Some("not on main".into()),
+            decided_by: Some(DecidedBy {
+                route: "POST /api/permissions/{offset}/decision".into(),
+                client: Some("127.0.0.1:5000".into()),
+                origin: None,
+            }),
+        };
+        let json = serde_json::to_value(&decided).unwrap();
+        assert_eq!(json["decided_by"]["client"], "127.0.0.1:5000");
+        assert!(json["decided_by"].get("origin").is_none());
+        assert_eq!(serde_json::from_value::<VibesEvent>(json).unwrap(), decided);
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod stored;
 
 pub use chain::{ErrorChain, error_chain};
 pub use depth::{MAX_EVENT_DEPTH, MAX_STORED_DEPTH, json_depth};
-pub use event::{ClaudeEvent, HookPayload, UnknownEvent, Usage, VibesEvent};
+pub use event::{ClaudeEvent, DecidedBy, HookPayload, UnknownEvent, Usage, VibesEvent};
 pub use handler::{Delivery, Handled, Handler};
 pub use paths::default_data_dir;
 pub use stored::{DecodeError, StoredEvent};

@@ -86,7 +86,12 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
 }
 
 /// Events clients may not send: vibesd writes them itself.
-const RESERVED: &[&str] = &["dead_letter", "dead_letter_resolved", "plugin"];
+const RESERVED: &[&str] = &[
+    "dead_letter",
+    "dead_letter_resolved",
+    "plugin",
+    "permission_outcome",
+];
 
 /// One client-sent event, checked: a known type, well-formed.
 pub(crate) fn client_event(value: Value, index: Option<usize>) -> Result<VibesEvent, ApiError> {
@@ -132,6 +137,22 @@ pub(crate) fn client_event(value: Value, index: Option<usize>) -> Result<VibesEv
         return Err(ApiError::bad_request(
             "unknown_event_type",
             format!("unknown claude event type {:?}{at}", unknown.kind()),
+        ));
+    }
+    if let VibesEvent::PermissionResponse {
+        request_offset,
+        decided_by,
+        ..
+    } = &event
+        && (request_offset.is_some() || decided_by.is_some())
+    {
+        return Err(ApiError::bad_request(
+            "reserved_field",
+            format!(
+                "\"request_offset\" and \"decided_by\" of a permission_response are written by \
+                 vibesd alone{at}; send the answer with \
+                 \"session_id\", \"request_id\" and \"approved\" only"
+            ),
         ));
     }
     Ok(event)

@@ -256,6 +256,9 @@ fn request(value: Value) -> Result<(VibesEvent, Option<String>), ApiError> {
                 session_id: session(session_id)?,
                 request_id,
                 approved,
+                request_offset: None,
+                message: None,
+                decided_by: None,
             },
             None,
         ),
@@ -311,5 +314,29 @@ mod tests {
             code(json!({"type":"input","session_id":"s","content":"c","extra":1})),
             "invalid_message"
         );
+    }
+
+    #[test]
+    fn a_socket_cannot_forge_who_decided_a_permission() {
+        let (event, _) = request(
+            json!({"type":"permission_response","session_id":"s","request_id":"7","approved":true}),
+        )
+        .unwrap();
+        assert!(matches!(
+            event,
+            VibesEvent::PermissionResponse {
+                request_offset: None,
+                decided_by: None,
+                ..
+            }
+        ));
+        let code = |value| request(value).unwrap_err().error;
+        for forged in [
+            json!({"type":"permission_response","session_id":"s","request_id":"7","approved":true,"request_offset":7}),
+            json!({"type":"permission_response","session_id":"s","request_id":"7","approved":true,"decided_by":{"route":"x"}}),
+            json!({"type":"permission_outcome","session_id":"s","request_offset":7,"outcome":"decided"}),
+        ] {
+            assert_ne!(code(forged.clone()), "", "{forged}");
+        }
     }
 }
