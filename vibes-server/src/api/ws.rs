@@ -331,12 +331,21 @@ mod tests {
             }
         ));
         let code = |value| request(value).unwrap_err().error;
-        for forged in [
-            json!({"type":"permission_response","session_id":"s","request_id":"7","approved":true,"request_offset":7}),
-            json!({"type":"permission_response","session_id":"s","request_id":"7","approved":true,"decided_by":{"route":"x"}}),
-            json!({"type":"permission_outcome","session_id":"s","request_offset":7,"outcome":"decided"}),
+        for (forged, error) in [
+            (
+                json!({"type":"permission_response","session_id":"s","request_id":"7","approved":true,"request_offset":7}),
+                "invalid_message",
+            ),
+            (
+                json!({"type":"permission_response","session_id":"s","request_id":"7","approved":true,"decided_by":{"route":"x"}}),
+                "invalid_message",
+            ),
+            (
+                json!({"type":"permission_outcome","session_id":"s","request_offset":7,"outcome":"decided"}),
+                "unknown_message_type",
+            ),
         ] {
-            assert_ne!(code(forged.clone()), "", "{forged}");
+            assert_eq!(code(forged.clone()), error, "{forged}");
         }
     }
 }
