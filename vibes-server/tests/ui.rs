@@ -575,9 +575,16 @@ async fn the_firehose_resumes_after_a_restart_without_a_gap_or_a_duplicate() {
         append(&client, &user_input("s1", &format!("after {n}"))).await;
     }
     let end = client.high_water_mark().await;
+    // Rows render on the next animation frame after an event arrives:
+    // wait for the last one to be on the page, not only received.
     tab.wait(
-        "every event",
-        &format!("window.__vibes.firehose.lastOffset === {}", end - 1),
+        "every event, on the page",
+        &format!(
+            "window.__vibes.firehose.lastOffset === {last} \
+             && !!document.querySelector('{}[data-offset=\"{last}\"]')",
+            id("event-row"),
+            last = end - 1
+        ),
     )
     .await;
     let shown: Vec<u64> = tab
