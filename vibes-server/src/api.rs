@@ -8,6 +8,8 @@
 //!   answers);
 //! - `notifications.rs`: the web UI's notifications, `GET
 //!   /api/notifications` and `WS /ws/notifications`;
+//! - `permissions.rs`: remote decisions on Claude Code's permission
+//!   dialogs, `/api/permissions…` and `WS /ws/permissions`;
 //! - the web UI itself, `/` and `/assets/…`, is `crate::ui`;
 //! - the built-in consumers add their own routes (firehose, sessions,
 //!   search), and each plugin its own under `/api/plugins/<name>/`.
@@ -24,6 +26,7 @@ mod events;
 mod extract;
 mod guard;
 mod notifications;
+mod permissions;
 mod ws;
 
 use axum::Router;
@@ -48,6 +51,7 @@ pub fn app(state: AppState) -> Router {
         .merge(control::router())
         .merge(ws::router())
         .merge(notifications::router())
+        .merge(permissions::router())
         .merge(crate::ui::router())
         .merge(crate::consumers::router());
     // Each plugin's routes under /api/plugins/<name>/, behind the same

@@ -73,8 +73,21 @@ pub enum Command {
     },
     /// Read a Claude Code hook payload on stdin and send it to the daemon.
     /// Never fails the hook: on any problem it says so in one line on
-    /// stderr and exits 0.
+    /// stderr and exits 0. With remote approval on, a PermissionRequest
+    /// waits for a decision from the web UI or `vibesd approve`/`deny` and
+    /// prints it for Claude Code; without one in time it prints nothing
+    /// (the dialog shows in the terminal).
     Hook,
+    /// Allow the permission request at OFFSET (the offset of its
+    /// PermissionRequest hook event, as the web UI and notifications show).
+    Approve { offset: u64 },
+    /// Deny the permission request at OFFSET.
+    Deny {
+        offset: u64,
+        /// What Claude is told instead of the tool's result.
+        #[arg(long)]
+        message: Option<String>,
+    },
     /// Move the data directory's log to another backend, with its offsets
     /// and every group's committed offset; vibesd must be stopped. The old
     /// log is kept (the command says where and how to delete it). `iggy`
@@ -223,7 +236,11 @@ impl Client {
         })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// The status and JSON body (`Null` if none) of `request`'s answer.
+    async fn answer(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -233,7 +250,11 @@ impl Client {
             .await
             .with_context(|| format!("cannot reach vibesd at {} (is it running?)", self.base))?;
         let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let (status, body) = self.answer(request).await?;
         if !status.is_success() {
             let detail = body
                 .get("detail")
@@ -249,14 +270,15 @@ impl Client {
             .await
     }
 
+    fn post_request(&self, path: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+    }
+
     pub async fn post(&self, path: &str, body: Vec<u8>) -> anyhow::Result<Value> {
-        self.send(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .header("content-type", "application/json")
-                .body(body),
-        )
-        .await
+        self.send(self.post_request(path, body)).await
     }
 }
 
@@ -271,6 +293,8 @@ pub async fn client(global: &Global, command: Command) -> anyhow::Result<()> {
         Command::Serve => unreachable!("serve is not a client command"),
         Command::Migrate { to } => migrate(global, to).await,
         Command::Hook => hook(global).await,
+        Command::Approve { offset } => decide(global, offset, "allow", None).await,
+        Command::Deny { offset, message } => decide(global, offset, "deny", message).await,
         Command::Status => print(
             &Client::new(global, Duration::from_secs(10))?
                 .get("/api/status")
@@ -356,27 +380,240 @@ async fn tail(global: &Global, from: &str, follow: bool) -> anyhow::Result<()> {
 /// The largest hook payload read from stdin.
 const MAX_HOOK_BYTES: u64 = 4 * 1024 * 1024;
 
+/// How long `vibesd hook` gives each request to vibesd.
+const HOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Sends a hook payload; never fails the user's Claude Code session.
 async fn hook(global: &Global) -> anyhow::Result<()> {
-    let result = async {
+    let sent = async {
         let mut payload = Vec::new();
         std::io::stdin()
             .take(MAX_HOOK_BYTES)
             .read_to_end(&mut payload)
             .context("cannot read the hook payload on stdin")?;
-        let client = Client::new(global, Duration::from_secs(2))?;
-        client.post("/api/hooks/claude", payload).await
+        let session_id = serde_json::from_slice::<Value>(&payload)
+            .ok()
+            .and_then(|payload| payload.get("session_id")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let client = Client::new(global, HOOK_REQUEST_TIMEOUT)?;
+        let answer = client.post("/api/hooks/claude", payload).await?;
+        anyhow::Ok((client, session_id, answer))
     }
     .await;
-    match result {
-        // A plugin's answer (the assessment's note while a session's
-        // breaker is open) is Claude Code's hook output.
-        Ok(answer) => {
-            if let Some(output) = answer.get("output") {
-                println!("{output}");
-            }
+    let (client, session_id, answer) = match sent {
+        Ok(sent) => sent,
+        Err(err) => {
+            eprintln!("vibesd hook: event not recorded: {err:#}");
+            return Ok(());
         }
-        Err(err) => eprintln!("vibesd hook: event not recorded: {err:#}"),
+    };
+    // A plugin's answer (the assessment's note while a session's breaker
+    // is open) is Claude Code's hook output.
+    if let Some(output) = answer.get("output") {
+        println!("{output}");
+        return Ok(());
     }
+    let Some(wait) = answer
+        .get("permission")
+        .and_then(|wait| serde_json::from_value::<PermissionWait>(wait.clone()).ok())
+    else {
+        return Ok(());
+    };
+    if let Some(decision) = await_decision(&client, &session_id, wait).await {
+        println!("{}", decision.output());
+        // Claude Code has it once this process exits; the record may fail.
+        report(&client, wait.offset, "decided").await;
+    }
+    Ok(())
+}
+
+/// What vibesd told the hook to wait for.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+struct PermissionWait {
+    offset: u64,
+    wait_secs: u64,
+}
+
+/// A remote decision, as the hook gives it to Claude Code.
+#[derive(Debug, Clone, PartialEq)]
+struct HookDecision {
+    allow: bool,
+    message: Option<String>,
+}
+
+impl HookDecision {
+    /// Claude Code's `PermissionRequest` hook output.
+    fn output(&self) -> Value {
+        let decision = if self.allow {
+            serde_json::json!({ "behavior": "allow" })
+        } else {
+            serde_json::json!({
+                "behavior": "deny",
+                "message": self.message.as_deref().unwrap_or("The user denied this through vibesd."),
+            })
+        };
+        serde_json::json!({
+            "hookSpecificOutput": {
+                "hookEventName": "PermissionRequest",
+                "decision": decision,
+            }
+        })
+    }
+
+    /// The decision of a `permission_response` event for the request at
+    /// `offset`, if `event` is one written by vibesd's decision route.
+    fn of_event(event: &Value, offset: u64) -> Option<Self> {
+        let answers = event.get("type")?.as_str()? == "permission_response"
+            && event.get("request_offset")?.as_u64()? == offset
+            && event.get("decided_by").is_some_and(Value::is_object);
+        answers.then(|| Self {
+            allow: event.get("approved").and_then(Value::as_bool) == Some(true),
+            message: event
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+
+    /// The decision in a refusal of an outcome (`decision` of a 409).
+    fn of_refusal(body: &Value) -> Option<Self> {
+        let decision = body.get("decision")?;
+        let allow = match decision.get("behavior")?.as_str()? {
+            "allow" => true,
+            "deny" => false,
+            _ => return None,
+        };
+        Some(Self {
+            allow,
+            message: decision
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+}
+
+/// Waits for the decision on the request at `wait.offset`, up to
+/// `wait.wait_secs`: on the firehose from the request's own offset, so a
+/// decision taken before the socket opened is read from the log. Without
+/// one (time up, vibesd gone), the hook reports how its wait ended; a
+/// decision taken meanwhile comes back in the answer.
+async fn await_decision(
+    client: &Client,
+    session_id: &str,
+    wait: PermissionWait,
+) -> Option<HookDecision> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.wait_secs);
+    let outcome = match tokio::time::timeout_at(deadline, watch(client, session_id, wait.offset))
+        .await
+    {
+        Ok(Ok(decision)) => return Some(decision),
+        Ok(Err(err)) => {
+            eprintln!(
+                "vibesd hook: lost vibesd while waiting for a decision ({err:#});                      the dialog goes to the terminal"
+            );
+            "unreachable"
+        }
+        Err(_) => "timed_out",
+    };
+    let (status, body) = report(client, wait.offset, outcome).await?;
+    if status == reqwest::StatusCode::CONFLICT {
+        return HookDecision::of_refusal(&body);
+    }
+    None
+}
+
+/// Posts how the wait for the request at `offset` ended; the answer, if
+/// vibesd gave one.
+async fn report(
+    client: &Client,
+    offset: u64,
+    outcome: &str,
+) -> Option<(reqwest::StatusCode, Value)> {
+    let body = serde_json::json!({ "outcome": outcome })
+        .to_string()
+        .into_bytes();
+    let request = client.post_request(&format!("/api/permissions/{offset}/outcome"), body);
+    match client.answer(request).await {
+        Ok(answer) => Some(answer),
+        Err(err) => {
+            eprintln!("vibesd hook: the outcome {outcome} was not recorded: {err:#}");
+            None
+        }
+    }
+}
+
+/// Follows the firehose from `offset`, for the session's permission
+/// responses, until the one for `offset` comes.
+async fn watch(client: &Client, session_id: &str, offset: u64) -> anyhow::Result<HookDecision> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut url = reqwest::Url::parse(&format!("{}/ws/firehose", client.base))?;
+    url.set_scheme("ws")
+        .map_err(|()| anyhow::anyhow!("cannot make a WebSocket address of {}", client.base))?;
+    url.query_pairs_mut()
+        .append_pair("from", &offset.to_string())
+        .append_pair("types", "permission_response")
+        .append_pair("session", session_id);
+    let mut request = url.as_str().into_client_request()?;
+    if let Some(token) = &client.token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+    }
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .context("cannot open the firehose")?;
+    while let Some(message) = socket.next().await {
+        match message? {
+            Message::Text(text) => {
+                let frame: Value = serde_json::from_str(&text)?;
+                if let Some(decision) = frame
+                    .get("event")
+                    .and_then(|event| HookDecision::of_event(event, offset))
+                {
+                    return Ok(decision);
+                }
+            }
+            Message::Close(close) => bail!(
+                "vibesd closed the firehose: {}",
+                close.map_or_else(|| "no reason".to_owned(), |close| close.reason.to_string())
+            ),
+            _ => {}
+        }
+    }
+    bail!("the firehose ended")
+}
+
+/// `vibesd approve` / `vibesd deny`.
+async fn decide(
+    global: &Global,
+    offset: u64,
+    behavior: &str,
+    message: Option<String>,
+) -> anyhow::Result<()> {
+    let mut body = serde_json::json!({ "behavior": behavior });
+    if let Some(message) = message {
+        body["message"] = Value::String(message);
+    }
+    let client = Client::new(global, Duration::from_secs(10))?;
+    let request = client
+        .post(
+            &format!("/api/permissions/{offset}/decision"),
+            serde_json::to_vec(&body)?,
+        )
+        .await?;
+    println!(
+        "{} the {} request at offset {offset} (session {})",
+        if behavior == "allow" {
+            "allowed"
+        } else {
+            "denied"
+        },
+        request["tool"].as_str().unwrap_or("tool"),
+        request["session_id"].as_str().unwrap_or("?"),
+    );
     Ok(())
 }

@@ -84,6 +84,10 @@ pub struct Config {
     /// Per built-in group settings, by group name.
     pub groups: BTreeMap<String, GroupSection>,
     pub webhooks: Vec<Webhook>,
+    /// Where people reach the web UI (`scheme://host[:port]`), for the
+    /// links in notifications; default `http://<bind>`.
+    pub public_url: Option<String>,
+    pub remote_approval: RemoteApproval,
     /// `[plugins.<name>]`: `enabled`, read here, and the plugin's own keys,
     /// which it checks.
     pub plugins: BTreeMap<String, toml::Table>,
@@ -104,6 +108,8 @@ impl Default for Config {
             supervisor: SupervisorSection::default(),
             groups: BTreeMap::new(),
             webhooks: Vec::new(),
+            public_url: None,
+            remote_approval: RemoteApproval::default(),
             plugins: BTreeMap::new(),
         }
     }
@@ -147,6 +153,42 @@ impl Default for Limits {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
         }
+    }
+}
+
+/// The longest wait `vibesd hook` may be given for a remote decision:
+/// Claude Code's own hook timeout is 60 s unless set in the hooks block.
+pub const MAX_APPROVAL_WAIT_SECS: u64 = 600;
+
+/// Answering Claude Code's permission dialogs from the web UI, the API or
+/// `vibesd approve`/`deny` (see `docs/hooks.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteApproval {
+    /// Off by default: `vibesd hook` then never waits.
+    pub enabled: bool,
+    /// The tools whose requests may be decided remotely (`Bash`, `Edit`,
+    /// `mcp__github__create_issue`, …); empty: every tool.
+    pub tools: Vec<String>,
+    /// How long `vibesd hook` waits for a decision before it leaves the
+    /// dialog to the terminal.
+    pub wait_secs: u64,
+}
+
+impl Default for RemoteApproval {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            tools: Vec::new(),
+            wait_secs: 30,
+        }
+    }
+}
+
+impl RemoteApproval {
+    /// Whether a request for `tool` waits for a remote decision.
+    pub fn decides(&self, tool: &str) -> bool {
+        self.enabled && (self.tools.is_empty() || self.tools.iter().any(|t| t == tool))
     }
 }
 
@@ -425,7 +467,50 @@ impl Config {
             }
         }
         crate::consumers::notifications::check(&self.webhooks)?;
+        if let Some(url) = &self.public_url {
+            crate::api::valid_origin(url).map_err(|err| format!("public_url: {err}"))?;
+        }
+        let approval = &self.remote_approval;
+        if !(1..=MAX_APPROVAL_WAIT_SECS).contains(&approval.wait_secs) {
+            return Err(format!(
+                "remote_approval.wait_secs {} must be between 1 and {MAX_APPROVAL_WAIT_SECS}; \
+                 keep it below the hook's timeout in Claude Code's settings",
+                approval.wait_secs
+            ));
+        }
+        if let Some(tool) = approval.tools.iter().find(|tool| tool.trim().is_empty()) {
+            return Err(format!(
+                "remote_approval.tools holds {tool:?}: a tool is named as Claude Code names it \
+                 (Bash, Edit, Write, …)"
+            ));
+        }
+        if approval.enabled
+            && self
+                .groups
+                .get(crate::consumers::websocket::GROUP)
+                .is_some_and(|group| group.disabled)
+        {
+            return Err(
+                "remote_approval.enabled needs the websocket group (vibesd hook waits on the \
+                 firehose); remove disabled = true from [groups.websocket]"
+                    .to_owned(),
+            );
+        }
         Ok(())
+    }
+
+    /// Where people reach the web UI: `public_url`, else `http://<bind>`
+    /// (loopback for a daemon bound to every address).
+    pub fn public_url(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let address = if self.bind.ip().is_unspecified() {
+            SocketAddr::new([127, 0, 0, 1].into(), self.bind.port())
+        } else {
+            self.bind
+        };
+        format!("http://{address}")
     }
 
     /// The data directory: configured, else `$STATE_DIRECTORY` (systemd),
@@ -645,6 +730,24 @@ mod tests {
                 "groups.session-collector.idle_timeout_secs",
             ),
             ("allowed_origins = [\"*\"]", "allowed_origins"),
+            ("public_url = \"vibes.example\"", "public_url"),
+            (
+                "[remote_approval]\nwait_secs = 0",
+                "remote_approval.wait_secs",
+            ),
+            (
+                "[remote_approval]\nwait_secs = 601",
+                "remote_approval.wait_secs",
+            ),
+            (
+                "[remote_approval]\ntools = [\" \"]",
+                "remote_approval.tools",
+            ),
+            ("[remote_approval]\nenabld = true", "enabld"),
+            (
+                "[remote_approval]\nenabled = true\n[groups.websocket]\ndisabled = true",
+                "remote_approval.enabled",
+            ),
         ] {
             let err = Config::parse(toml).unwrap_err();
             assert!(err.contains(key), "{toml}: {err}");
@@ -673,6 +776,20 @@ mod tests {
 
     // The TOML parser's error spans several lines (a snippet with a caret);
     // a config error is one line with the line and column.
+    #[test]
+    fn remote_approval_is_off_unless_turned_on_and_then_covers_the_listed_tools() {
+        let off = Config::parse("").unwrap().remote_approval;
+        assert!(!off.decides("Bash"));
+        assert_eq!(off.wait_secs, 30);
+        let every = Config::parse("[remote_approval]\nenabled = true").unwrap();
+        assert!(every.remote_approval.decides("Bash"));
+        assert!(every.remote_approval.decides("mcp__github__create_issue"));
+        let listed =
+            Config::parse("[remote_approval]\nenabled = true\ntools = [\"Bash\"]").unwrap();
+        assert!(listed.remote_approval.decides("Bash"));
+        assert!(!listed.remote_approval.decides("Edit"));
+    }
+
     #[test]
     fn a_syntax_error_is_one_line_with_its_position() {
         let err = Config::parse("bind = \"127.0.0.1:0\"\n[limits\n").unwrap_err();

@@ -13,6 +13,7 @@ pub mod config;
 pub mod consumers;
 pub mod error;
 pub mod metrics;
+pub mod permissions;
 pub mod plugins;
 mod serve;
 pub mod state;
@@ -139,6 +140,11 @@ pub async fn run(
     };
     let address = listener.local_addr().map_err(ServerError::Serve)?;
     let (lifecycle, stop, mut connections_gone) = state::Lifecycle::new();
+    let permissions = permissions::Permissions::new(
+        config.remote_approval.clone(),
+        supervisor.writer().clone(),
+        log.clone(),
+    );
     let state = AppState {
         supervisor: supervisor.clone(),
         writer: supervisor.writer().clone(),
@@ -150,6 +156,7 @@ pub async fn run(
         services,
         lifecycle,
         metrics: Arc::default(),
+        permissions,
         plugins,
     };
     let app = api::app(state.clone());

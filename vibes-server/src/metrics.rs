@@ -42,6 +42,7 @@ const UNMATCHED: &str = "unmatched";
 pub(crate) const WS_CLIENT_ROUTE: &str = "/ws";
 pub(crate) const WS_FIREHOSE_ROUTE: &str = "/ws/firehose";
 pub(crate) const WS_NOTIFICATIONS_ROUTE: &str = "/ws/notifications";
+pub(crate) const WS_PERMISSIONS_ROUTE: &str = "/ws/permissions";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -80,7 +81,12 @@ impl Default for Metrics {
             firehose_slow_closed: Counter::default(),
         };
         // Every route shows from the first scrape, at 0.
-        for route in [WS_CLIENT_ROUTE, WS_FIREHOSE_ROUTE, WS_NOTIFICATIONS_ROUTE] {
+        for route in [
+            WS_CLIENT_ROUTE,
+            WS_FIREHOSE_ROUTE,
+            WS_NOTIFICATIONS_ROUTE,
+            WS_PERMISSIONS_ROUTE,
+        ] {
             let _ = metrics.websocket_clients.get_or_create(&WsLabels { route });
         }
         metrics

@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -25,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tower::ServiceExt;
 
 /// How the server treats its clients.
 #[derive(Debug, Clone, Copy)]
@@ -98,8 +100,8 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(err) => {
                         if !is_connection_error(&err) {
                             // Out of file descriptors, most likely: the cap
@@ -131,7 +133,14 @@ pub(crate) async fn serve(
                 };
                 refusing = false;
                 let io = TokioIo::new(Counted { stream, _permit: permit });
-                let service = TowerToHyperService::new(app.clone());
+                // Handlers that record who did something (a permission
+                // decision) read the client's address from the request.
+                let service = TowerToHyperService::new(app.clone().map_request(
+                    move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                        request
+                    },
+                ));
                 let connection = builder.serve_connection(io, service).with_upgrades();
                 let mut stop = stopping.subscribe();
                 connections.spawn(async move {

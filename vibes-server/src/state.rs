@@ -32,6 +32,8 @@ pub struct AppState {
     pub lifecycle: Lifecycle,
     /// What the HTTP layer counts for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Permission requests waiting for a remote decision.
+    pub permissions: crate::permissions::Permissions,
     /// The plugins running in this daemon.
     pub plugins: Arc<[crate::plugins::Started]>,
 }

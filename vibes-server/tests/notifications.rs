@@ -15,6 +15,8 @@ use crate::support::{Client, Daemon, wait_for};
 #[derive(Debug, Clone)]
 pub(crate) struct Received {
     title: Option<String>,
+    /// ntfy's `Click`: where tapping the notification leads.
+    click: Option<String>,
     content_type: Option<String>,
     body: String,
 }
@@ -103,6 +105,7 @@ impl Hook {
         };
         self.received.lock().unwrap().push(Received {
             title: header("title"),
+            click: header("click"),
             content_type: header("content-type"),
             body,
         });
@@ -423,4 +426,65 @@ async fn next_json(
         .unwrap()
         .unwrap();
     serde_json::from_str(message.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_request_hook_links_webhooks_to_its_page() {
+    let json_hook = Webhook::start().await;
+    let text_hook = Webhook::start().await;
+    let (daemon, _config) = daemon_with(&format!(
+        "public_url = \"https://vibes.example\"\n\
+         [[webhooks]]\nurl = \"{}\"\n\
+         [[webhooks]]\nurl = \"{}\"\nformat = \"text\"\n\
+         [remote_approval]\nenabled = true\ntools = [\"Bash\"]\n",
+        json_hook.url(),
+        text_hook.url()
+    ));
+    let client = daemon.client();
+    notifications_running(&client).await;
+
+    let (status, answer) = client
+        .post(
+            "/api/hooks/claude",
+            &crate::permissions::bash_request("s1", "cargo publish"),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let offset = answer["permission"]["offset"].as_u64().unwrap();
+    wait_for("both webhooks to get it", || async {
+        !json_hook.received().is_empty() && !text_hook.received().is_empty()
+    })
+    .await;
+
+    let link = format!("https://vibes.example/permissions/{offset}");
+    let json: Value = serde_json::from_str(&json_hook.received()[0].body).unwrap();
+    assert_eq!(json["kind"], "permission_request", "{json}");
+    assert_eq!(json["title"], "Permission needed: Bash", "{json}");
+    assert_eq!(json["message"], "cargo publish", "{json}");
+    assert_eq!(json["link"], link.as_str(), "{json}");
+    let text = &text_hook.received()[0];
+    assert_eq!(text.click.as_deref(), Some(link.as_str()), "{text:?}");
+    assert_eq!(text.body, "cargo publish");
+    // The web UI's feed links to the page on vibesd itself.
+    let (_, feed) = client.get("/api/notifications").await;
+    assert_eq!(
+        feed["notifications"][0]["link"],
+        format!("/permissions/{offset}").as_str(),
+        "{feed}"
+    );
+
+    // A request that does not wait (a tool outside the list) links nowhere.
+    let mut edit = crate::permissions::bash_request("s2", "");
+    edit["tool_name"] = "Edit".into();
+    edit["tool_input"] = json!({"file_path": "/src/main.rs"});
+    let (status, answer) = client.post("/api/hooks/claude", &edit).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.get("permission").is_none(), "{answer}");
+    wait_for("the second notification", || async {
+        json_hook.received().len() == 2
+    })
+    .await;
+    let json: Value = serde_json::from_str(&json_hook.received()[1].body).unwrap();
+    assert_eq!(json["message"], "/src/main.rs", "{json}");
+    assert!(json.get("link").is_none(), "{json}");
 }

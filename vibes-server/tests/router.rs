@@ -45,7 +45,13 @@ impl App {
         .await
         .unwrap();
         let (lifecycle, stop, _gone) = Lifecycle::new();
+        let permissions = vibes_server::permissions::Permissions::new(
+            config.remote_approval.clone(),
+            supervisor.writer().clone(),
+            log.clone(),
+        );
         let state = AppState {
+            permissions,
             supervisor: supervisor.clone(),
             writer: supervisor.writer().clone(),
             log,

@@ -16,6 +16,7 @@ mod lifecycle;
 mod memory;
 mod notifications;
 mod observe;
+mod permissions;
 mod router;
 mod support;
 mod systemd;

@@ -174,6 +174,10 @@ struct Appended {
     /// Code.
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<Value>,
+    /// For a `PermissionRequest` hook that may be decided remotely: the
+    /// request to wait for, and how long (see `docs/hooks.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permission: Option<crate::permissions::Wait>,
 }
 
 async fn append(
@@ -202,6 +206,7 @@ async fn append(
     Ok(Json(Appended {
         offsets: range.collect(),
         output: None,
+        permission: None,
     }))
 }
 
@@ -273,9 +278,21 @@ async fn hook(
         .to_owned();
     let stored = events.into_iter().map(StoredEvent::new).collect();
     let range = state.writer.append_batch(stored).await?;
+    let output = plugin_answer(&state, &session_id, &payload).await;
+    // A plugin that answered has decided for Claude Code: nothing to wait for.
+    let permission = match output {
+        Some(_) => None,
+        None => {
+            state
+                .permissions
+                .register(range.start, &session_id, &payload)
+                .await
+        }
+    };
     Ok(Json(Appended {
         offsets: range.collect(),
-        output: plugin_answer(&state, &session_id, &payload).await,
+        output,
+        permission,
     }))
 }
 

@@ -15,7 +15,7 @@
 //! |---|---|
 //! | `{"type":"create_session","session_id"?:..,"name"?:..}` | `session_created` (a new id when none is given) |
 //! | `{"type":"input","session_id":..,"content":..}` | `user_input`, source `web` |
-//! | `{"type":"permission_response","session_id":..,"request_id":..,"approved":bool}` | `permission_response` |
+//! | `{"type":"permission_response","session_id":..,"request_id":..,"approved":bool,"message"?:..}` | `permission_response` (a remote decision on a `PermissionRequest` hook goes through `POST /api/permissions/{offset}/decision` instead) |
 //! | `{"type":"remove_session","session_id":..,"reason"?:..}` | `session_removed` (reason `user` by default) |
 //!
 //! Replies: `{"ok":true,"offsets":[42]}` (`create_session` adds
@@ -69,6 +69,9 @@ enum Request {
         session_id: String,
         request_id: String,
         approved: bool,
+        /// With a denial: what Claude is told.
+        #[serde(default)]
+        message: Option<String>,
     },
     RemoveSession {
         session_id: String,
@@ -251,13 +254,14 @@ fn request(value: Value) -> Result<(VibesEvent, Option<String>), ApiError> {
             session_id,
             request_id,
             approved,
+            message,
         } => (
             VibesEvent::PermissionResponse {
                 session_id: session(session_id)?,
                 request_id,
                 approved,
                 request_offset: None,
-                message: None,
+                message,
                 decided_by: None,
             },
             None,

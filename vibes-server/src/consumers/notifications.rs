@@ -6,9 +6,14 @@
 //!
 //! | kind | event |
 //! |---|---|
-//! | `permission_request` | a Claude `permission_request` |
+//! | `permission_request` | a Claude `permission_request`, or a Claude Code `PermissionRequest` hook |
 //! | `notification` | a Claude Code `Notification` hook |
 //! | `waiting_for_input` | `session_state_changed` to `waiting_for_input` (from a `Stop` hook) |
+//!
+//! A `PermissionRequest` hook that waits for a remote decision (see
+//! `crate::permissions`) carries a `link` to its page in the web UI
+//! (`public_url`, else `http://<bind>`, then `/permissions/<offset>`): the
+//! JSON's `link`, the ntfy `Click` header.
 //!
 //! Every notification goes first to the [`Feed`]: the last
 //! [`FEED_CAPACITY`] notifications, which `GET /api/notifications` answers
@@ -112,6 +117,11 @@ pub struct Notification {
     pub event_id: String,
     /// When vibesd accepted the event (RFC 3339).
     pub timestamp: String,
+    /// Where to act on it: the web UI's page for a permission request that
+    /// waits for a decision (a path in the UI's feed, a full URL for a
+    /// webhook).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 impl From<vibes_plugin::Notice> for Notification {
@@ -124,6 +134,7 @@ impl From<vibes_plugin::Notice> for Notification {
             offset: notice.offset,
             event_id: notice.event_id,
             timestamp: notice.timestamp,
+            link: None,
         }
     }
 }
@@ -201,6 +212,19 @@ impl Notification {
                 format!("Permission needed: {tool}"),
                 description.clone(),
             ),
+            VibesEvent::Hook { session_id, event }
+                if event.hook_event_name == "PermissionRequest" =>
+            {
+                (
+                    Kind::PermissionRequest,
+                    session_id,
+                    format!(
+                        "Permission needed: {}",
+                        event.tool_name.as_deref().unwrap_or("a tool")
+                    ),
+                    tool_summary(event.tool_input.as_ref()),
+                )
+            }
             VibesEvent::Hook { session_id, event } if event.hook_event_name == "Notification" => (
                 Kind::Notification,
                 session_id,
@@ -227,8 +251,35 @@ impl Notification {
             offset,
             event_id: stored.event_id.to_string(),
             timestamp: stored.timestamp.to_rfc3339(),
+            link: None,
         })
     }
+}
+
+/// One line of what a tool is about to do: a Bash command, the file an
+/// edit touches, else its input as JSON, clipped.
+fn tool_summary(input: Option<&serde_json::Value>) -> String {
+    const KEEP: usize = 300;
+    let Some(input) = input else {
+        return String::new();
+    };
+    let text = ["command", "file_path", "notebook_path", "url", "pattern"]
+        .iter()
+        .find_map(|key| input.get(key).and_then(serde_json::Value::as_str))
+        .map_or_else(|| input.to_string(), str::to_owned);
+    match text.char_indices().nth(KEEP) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Whether the event at `offset` is a `PermissionRequest` hook that waits
+/// for a remote decision under `approval`: then its notification links to
+/// the page that decides it.
+fn decides(approval: &crate::config::RemoteApproval, stored: &StoredEvent) -> bool {
+    matches!(&stored.event, VibesEvent::Hook { event, .. }
+        if event.hook_event_name == "PermissionRequest"
+            && event.tool_name.as_deref().is_some_and(|tool| approval.decides(tool)))
 }
 
 /// How a webhook wants its notifications.
@@ -341,8 +392,12 @@ pub fn spec(config: &Config, feed: &Feed) -> Result<Option<GroupSpec>, String> {
         .build()
         .map_err(|err| format!("cannot make the HTTP client: {err}"))?;
     let feed = feed.clone();
+    let approval = config.remote_approval.clone();
+    let base: Arc<str> = config.public_url().into();
     let handler: HandlerFactory = Arc::new(move || {
         Box::new(Notifier {
+            approval: approval.clone(),
+            base: base.clone(),
             feed: feed.clone(),
             http: http.clone(),
             targets: targets.clone(),
@@ -357,6 +412,9 @@ pub fn spec(config: &Config, feed: &Feed) -> Result<Option<GroupSpec>, String> {
 
 /// The handler: one notification at a time, to every webhook that wants it.
 struct Notifier {
+    approval: crate::config::RemoteApproval,
+    /// Where people reach the web UI, for links.
+    base: Arc<str>,
     feed: Feed,
     http: reqwest::Client,
     targets: Arc<[Target]>,
@@ -370,10 +428,13 @@ struct Notifier {
 impl Handler for Notifier {
     async fn handle(&mut self, batch: &[Delivery]) -> Handled {
         for (offset, stored) in batch {
-            let Some(notification) = Notification::of(*offset, stored) else {
+            let Some(mut notification) = Notification::of(*offset, stored) else {
                 continue;
             };
+            let page = decides(&self.approval, stored).then(|| format!("/permissions/{offset}"));
+            notification.link.clone_from(&page);
             self.feed.push(notification.clone());
+            notification.link = page.map(|page| format!("{}{page}", self.base));
             if self.delivered.as_ref().is_none_or(|(at, _)| at != offset) {
                 self.delivered = Some((*offset, BTreeSet::new()));
             }
@@ -428,6 +489,10 @@ async fn post(
             .header(reqwest::header::CONTENT_TYPE, "text/plain; charset=utf-8")
             .header("Title", header_text(&notification.title))
             .body(notification.message.clone()),
+    };
+    let request = match (&notification.link, target.format) {
+        (Some(link), Format::Text) => request.header("Click", header_text(link)),
+        _ => request,
     };
     let response = request
         .send()
