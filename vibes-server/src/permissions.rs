@@ -262,8 +262,13 @@ impl Permissions {
             drop(table);
             return Err(self.unknown(offset).await);
         };
+        // A second decision hears of the first, whether or not the hook
+        // has taken it yet.
         match request.state {
             State::Decided => return Err(Refused::AlreadyDecided(Box::new(request.clone()))),
+            State::Closed if request.decision.is_some() => {
+                return Err(Refused::AlreadyDecided(Box::new(request.clone())));
+            }
             State::Closed => return Err(Refused::NotPending(Some(Box::new(request.clone())))),
             State::Pending => {}
         }

@@ -36,6 +36,7 @@ const VIEWS: &[&str] = &[
     "assessment",
     "status",
     "notifications",
+    "permissions",
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; connect-src 'self' ws: wss:; \

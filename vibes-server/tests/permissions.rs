@@ -34,7 +34,8 @@ pub(crate) fn bash_request(session: &str, command: &str) -> Value {
     })
 }
 
-fn edit_request(session: &str) -> Value {
+/// An `Edit` permission request: one line of `src/main.rs` changed.
+pub(crate) fn edit_request(session: &str) -> Value {
     json!({
         "session_id": session,
         "cwd": "/home/dev/project",
@@ -396,6 +397,12 @@ async fn a_second_decision_is_refused_with_the_first() {
         "deny",
         "{ended:?}"
     );
+    // Once the hook has taken it, a late decision still hears of the first.
+    assert_eq!(outcome(&client, offset).await, "decided");
+    let (status, body) = decide(&client, offset, &json!({"behavior": "allow"})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "already_decided", "{body}");
+    assert_eq!(body["decision"]["behavior"], "deny", "{body}");
     let responses = about(&client, "permission_response", offset).await;
     assert_eq!(
         responses.len(),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::browser::{Browser, Tab};
 use crate::notifications::{
@@ -712,7 +712,13 @@ async fn on_a_phone_sized_screen_and_by_keyboard_the_views_work() {
         ),
     )
     .await;
-    for view in ["/groups", "/firehose", "/sessions", "/status"] {
+    for view in [
+        "/groups",
+        "/firehose",
+        "/sessions",
+        "/status",
+        "/permissions",
+    ] {
         tab.page
             .goto(format!("{}{view}", daemon.url))
             .await
@@ -771,5 +777,127 @@ async fn on_a_phone_sized_screen_and_by_keyboard_the_views_work() {
         "location.pathname === '/groups'",
     )
     .await;
+    tab.assert_no_errors().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permission_is_allowed_and_another_denied_from_the_ui_and_the_hooks_get_them() {
+    use crate::permissions::{Hook, approval_config, bash_request, edit_request, pending};
+    let (daemon, _config) = daemon_with(&approval_config(60, &[]));
+    let client = daemon.client();
+    notifications_running(&client).await;
+    let browser = Browser::launch().await;
+    let tab = browser
+        .open(&format!("{}/permissions", daemon.url), "permissions")
+        .await;
+    online(&tab).await;
+    tab.wait(
+        "the empty list",
+        &format!("document.querySelector('{}')", id("permissions-empty")),
+    )
+    .await;
+
+    // A request shows while the page is open, with its command and a count in the nav.
+    let bash = Hook::start(
+        &daemon.url,
+        &daemon.data_dir,
+        &bash_request("s1", "cargo test --workspace"),
+    )
+    .await;
+    let bash_at = pending(&client, "s1").await;
+    let row = format!("{}[data-offset=\"{bash_at}\"]", id("permission-row"));
+    tab.wait(
+        "the request's row",
+        &format!("document.querySelector('{row}')?.dataset.state === 'pending'"),
+    )
+    .await;
+    assert_eq!(
+        tab.text(&format!("{row} {}", id("permission-command")))
+            .await,
+        "$ cargo test --workspace"
+    );
+    assert_eq!(tab.text(&id("permissions-count")).await, "1");
+    tab.click(&format!("{row} [data-action=\"allow\"]")).await;
+    let ended = bash.ended().await;
+    assert!(ended.success, "{ended:?}");
+    assert_eq!(
+        ended.output(),
+        json!({"hookSpecificOutput": {"hookEventName": "PermissionRequest", "decision": {"behavior": "allow"}}}),
+        "{ended:?}"
+    );
+    tab.wait("the row to say Claude Code got it", &format!(
+        "document.querySelector('{row}')?.dataset.state === 'closed' && document.querySelector('{row} {}').textContent.includes('Claude Code got the decision')",
+        id("permission-status")
+    ))
+    .await;
+    tab.wait(
+        "the count to go",
+        &format!("!document.querySelector('{}')", id("permissions-count")),
+    )
+    .await;
+
+    // The next one is reached from its notification, shows its diff, and is denied with a message.
+    let edit = Hook::start(&daemon.url, &daemon.data_dir, &edit_request("s2")).await;
+    let edit_at = pending(&client, "s2").await;
+    tab.go("/notifications").await;
+    let link = format!("/permissions/{edit_at}");
+    tab.wait(
+        "the notification linking to the request",
+        &format!(
+            "document.querySelector('{}[data-kind=\"permission_request\"] a[href=\"{link}\"]')",
+            id("notification")
+        ),
+    )
+    .await;
+    tab.go(&link).await;
+    let row = format!("{}[data-offset=\"{edit_at}\"]", id("permission-row"));
+    tab.wait(
+        "the request's page",
+        &format!("document.querySelector('{row}')?.dataset.state === 'pending'"),
+    )
+    .await;
+    let diff = tab.text(&format!("{row} {}", id("permission-diff"))).await;
+    assert!(diff.contains("- a") && diff.contains("+ b"), "{diff}");
+    tab.type_into(
+        &format!("{row} {}", id("deny-message")),
+        "not on main; open a branch first",
+    )
+    .await;
+    tab.click(&format!("{row} [data-action=\"deny\"]")).await;
+    let ended = edit.ended().await;
+    assert!(ended.success, "{ended:?}");
+    assert_eq!(
+        ended.output(),
+        json!({"hookSpecificOutput": {"hookEventName": "PermissionRequest",
+            "decision": {"behavior": "deny", "message": "not on main; open a branch first"}}}),
+        "{ended:?}"
+    );
+    tab.wait(
+        "the denial on the page",
+        &format!(
+            "document.querySelector('{row} {}')?.textContent.includes('not on main')",
+            id("permission-status")
+        ),
+    )
+    .await;
+
+    // The log says it was this page that decided.
+    let (_, page) = client.get("/api/events?from=0&limit=1000").await;
+    let responses: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|frame| &frame["event"])
+        .filter(|event| event["type"] == "permission_response")
+        .collect();
+    assert_eq!(responses.len(), 2, "{responses:?}");
+    for response in responses {
+        assert_eq!(
+            response["decided_by"]["origin"],
+            daemon.url.as_str(),
+            "{response}"
+        );
+    }
+
     tab.assert_no_errors().await;
 }

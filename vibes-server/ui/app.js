@@ -16,6 +16,8 @@ import { SessionView } from './views/session.js';
 import { AssessmentView, AssessmentSessionView } from './views/assessment.js';
 import { StatusView } from './views/status.js';
 import { NotificationsView } from './views/notifications.js';
+import { PermissionsView } from './views/permissions.js';
+import { permissions, startPermissions } from './permissions.js';
 
 // ---- theme ---------------------------------------------------------------
 
@@ -72,6 +74,7 @@ const NAV = [
   ['sessions', 'Sessions', ['sessions', 'session', 'search']],
   ['assessment', 'Assessment', ['assessment', 'assessment-session']],
   ['status', 'Status', ['status']],
+  ['permissions', 'Permissions', ['permissions', 'permission']],
   ['notifications', 'Notifications', ['notifications']],
 ];
 
@@ -80,6 +83,7 @@ const Bell = () => html`<svg class="bell" viewBox="0 0 24 24" width="14" height=
 
 function Nav({ view }) {
   const { unread } = useStore(notifications);
+  const { pending } = useStore(permissions);
   const ref = useRef(null);
   // On a narrow screen the nav scrolls sideways: keep the current view in sight.
   useEffect(() => {
@@ -95,6 +99,8 @@ function Nav({ view }) {
               ${name === 'notifications' ? html`<${Bell} /> ` : null}${label}
               ${name === 'notifications' ? html` <span class=${`count${unread ? ' unread' : ''}`} data-testid="notifications-count"
                 aria-label=${`${unread} unread`}>${unread}</span>` : null}
+              ${name === 'permissions' && pending ? html` <span class="count unread" data-testid="permissions-count"
+                aria-label=${`${pending} waiting`}>${pending}</span>` : null}
             </a>
           </li>`)}
       </ul>
@@ -184,7 +190,8 @@ function NotFound({ path }) {
 const TITLES = {
   groups: 'Groups', firehose: 'Firehose', actors: 'Actors', 'dead-letters': 'Dead letters', sessions: 'Sessions',
   session: 'Session', search: 'Search', assessment: 'Assessment', 'assessment-session': 'Assessment',
-  status: 'Status', notifications: 'Notifications', notfound: 'Not found',
+  status: 'Status', notifications: 'Notifications', permissions: 'Permissions', permission: 'Permission request',
+  notfound: 'Not found',
 };
 
 function View({ r }) {
@@ -200,6 +207,8 @@ function View({ r }) {
     case 'assessment-session': return html`<${AssessmentSessionView} key=${r.id} id=${r.id} />`;
     case 'status': return html`<${StatusView} />`;
     case 'notifications': return html`<${NotificationsView} />`;
+    case 'permissions': return html`<${PermissionsView} />`;
+    case 'permission': return html`<${PermissionsView} key=${r.id} offset=${r.id} />`;
     default: return html`<${NotFound} path=${r.path} />`;
   }
 }
@@ -230,7 +239,7 @@ function App() {
 
 // ---- `g` then a letter ---------------------------------------------------
 
-const SHORTCUTS = { g: '/groups', f: '/firehose', a: '/actors', d: '/dead-letters', s: '/sessions', x: '/assessment', t: '/status', n: '/notifications' };
+const SHORTCUTS = { g: '/groups', f: '/firehose', a: '/actors', d: '/dead-letters', s: '/sessions', x: '/assessment', t: '/status', n: '/notifications', p: '/permissions' };
 
 function startShortcuts() {
   let armed = 0;
@@ -253,4 +262,5 @@ function startShortcuts() {
 startRouter();
 startShortcuts();
 startNotifications();
+startPermissions();
 render(html`<${App} />`, document.getElementById('app'));

@@ -21,8 +21,9 @@ let toastId = 0;
 
 export const keyOf = (n) => `${n.kind}:${n.offset}`;
 
-/** Where a notification leads: the assessment for breaker_open, else the session. */
+/** Where a notification leads: its own link (a permission request's page), the assessment for breaker_open, else the session. */
 export function linkOf(n) {
+  if (typeof n.link === 'string' && n.link.startsWith('/') && !n.link.startsWith('//')) return n.link;
   const id = encodeURIComponent(String(n.session_id || ''));
   return n.kind === 'breaker_open' ? `/assessment/${id}` : `/sessions/${id}`;
 }

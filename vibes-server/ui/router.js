@@ -20,9 +20,10 @@ function decode(segment) {
 export function match(pathname) {
   let p = pathname.length > 1 ? pathname.replace(/\/+$/, '') : pathname;
   if (p === '' || p === '/') return { view: 'groups' };
-  const simple = ['groups', 'firehose', 'actors', 'dead-letters', 'sessions', 'search', 'assessment', 'status', 'notifications'];
+  const simple = ['groups', 'firehose', 'actors', 'dead-letters', 'sessions', 'search', 'assessment', 'status', 'notifications', 'permissions'];
   const parts = p.slice(1).split('/');
   if (parts.length === 1 && simple.includes(parts[0])) return { view: parts[0] };
+  if (parts.length === 2 && parts[0] === 'permissions' && /^\d+$/.test(parts[1])) return { view: 'permission', id: parts[1] };
   if (parts.length === 2 && (parts[0] === 'sessions' || parts[0] === 'assessment') && parts[1] !== '') {
     const id = decode(parts[1]);
     if (id != null) return { view: parts[0] === 'sessions' ? 'session' : 'assessment-session', id };
