@@ -504,18 +504,18 @@ async fn await_decision(
     wait: PermissionWait,
 ) -> Option<HookDecision> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait.wait_secs);
-    let outcome = match tokio::time::timeout_at(deadline, watch(client, session_id, wait.offset))
-        .await
-    {
-        Ok(Ok(decision)) => return Some(decision),
-        Ok(Err(err)) => {
-            eprintln!(
-                "vibesd hook: lost vibesd while waiting for a decision ({err:#});                      the dialog goes to the terminal"
-            );
-            "unreachable"
-        }
-        Err(_) => "timed_out",
-    };
+    let outcome =
+        match tokio::time::timeout_at(deadline, watch(client, session_id, wait.offset)).await {
+            Ok(Ok(decision)) => return Some(decision),
+            Ok(Err(err)) => {
+                eprintln!(
+                    "vibesd hook: lost vibesd while waiting for a decision ({err:#}); \
+                 the dialog goes to the terminal"
+                );
+                "unreachable"
+            }
+            Err(_) => "timed_out",
+        };
     let (status, body) = report(client, wait.offset, outcome).await?;
     if status == reqwest::StatusCode::CONFLICT {
         return HookDecision::of_refusal(&body);
