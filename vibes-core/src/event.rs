@@ -369,8 +369,85 @@ macro_rules! tagged_with_unknown {
     };
 }
 
+/// The `"type"` of an event's JSON, read without the rest.
+#[derive(Deserialize)]
+struct Tag<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// `from_json_str` for an event enum: the same answers as its `Deserialize`
+/// (known variants, `Unknown` for a newer type, the same errors), read
+/// straight from the text. The `Deserialize` impl has to buffer the whole
+/// event as a `Value` to look at its tag first; here the tag is read in a
+/// first pass that allocates nothing, then the variant from the text.
+macro_rules! from_json_str {
+    ($ty:ident, $what:literal) => {
+        impl $ty {
+            /// Decodes the JSON text of one event; see the macro.
+            pub fn from_json_str(json: &str) -> Result<Self, serde_json::Error> {
+                use serde::de::Error;
+                let not_one = || {
+                    serde_json::Error::custom(concat!(
+                        "not ",
+                        $what,
+                        ": expected a JSON object with a string \"type\""
+                    ))
+                };
+                if !json.trim_start().starts_with('{') {
+                    return Err(not_one());
+                }
+                let tag: Tag<'_> = serde_json::from_str(json).map_err(|_| not_one())?;
+                let Some(kind) = tag.kind else {
+                    return Err(not_one());
+                };
+                if !Self::KINDS.contains(&kind.as_ref()) {
+                    return serde_json::from_str(json).map(|map| Self::Unknown(UnknownEvent(map)));
+                }
+                let mut text = serde_json::Deserializer::from_str(json);
+                Self::nested_from_str(&kind, json)
+                    .unwrap_or_else(|| {
+                        $ty::deserialize(&mut text).and_then(|event| text.end().map(|()| event))
+                    })
+                    .map_err(|err| {
+                        serde_json::Error::custom(format_args!("invalid `{kind}` {}: {err}", $what))
+                    })
+            }
+        }
+    };
+}
+
 tagged_with_unknown!(VibesEvent, "event");
 tagged_with_unknown!(ClaudeEvent, "claude event");
+from_json_str!(VibesEvent, "event");
+from_json_str!(ClaudeEvent, "claude event");
+
+impl VibesEvent {
+    /// A `claude` event (half of a typical log) with its inner event read
+    /// straight from the text too; the derive would buffer it whole first.
+    fn nested_from_str(kind: &str, json: &str) -> Option<Result<Self, serde_json::Error>> {
+        #[derive(Deserialize)]
+        struct Claude<'a> {
+            session_id: String,
+            #[serde(borrow)]
+            event: &'a serde_json::value::RawValue,
+        }
+        (kind == "claude").then(|| {
+            let claude: Claude<'_> = serde_json::from_str(json)?;
+            Ok(Self::Claude {
+                session_id: claude.session_id,
+                event: ClaudeEvent::from_json_str(claude.event.get())?,
+            })
+        })
+    }
+}
+
+impl ClaudeEvent {
+    /// Nothing nested to read apart.
+    fn nested_from_str(_kind: &str, _json: &str) -> Option<Result<Self, serde_json::Error>> {
+        None
+    }
+}
 
 #[cfg(test)]
 mod tests {

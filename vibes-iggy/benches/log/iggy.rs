@@ -27,7 +27,7 @@ use vibes_iggy::iggy::{Connection, IggyConfig, IggyLog, IggyManager};
 
 use crate::{
     APPEND_WORKLOAD, CATCH_UP_BATCH, Records, Row, Workload, append_all, batches, catch_up, events,
-    paired, timed,
+    generic_decode, paired, timed,
 };
 
 pub(crate) async fn run(workload: &Workload) -> Vec<Row> {
@@ -107,36 +107,27 @@ async fn catch_up_rows(binary: &Path, total: usize) -> Vec<Row> {
         .expect("fill");
     let raw = &Raw::connect(&manager.connection(), "vibes").await;
     let log = &log;
-    let (raw_rate, ours) = paired(
-        move || timed(total, raw.catch_up(total as u64)),
-        move || async move {
-            timed(total, async {
-                catch_up(log, total as u64, Records::Forwarded)
-                    .await
-                    .expect("catch up");
-            })
-            .await
-        },
-    )
-    .await;
-    let mut rows = vec![report(Row {
-        backend: "iggy",
-        what: Records::Forwarded.what(total),
-        events_per_sec: ours,
-        raw_events_per_sec: Some(raw_rate),
-    })];
-    let decoded = timed(total, async {
-        catch_up(log, total as u64, Records::Decoded)
-            .await
-            .expect("catch up");
-    })
-    .await;
-    rows.push(report(Row {
-        backend: "iggy",
-        what: Records::Decoded.what(total),
-        events_per_sec: decoded,
-        raw_events_per_sec: None,
-    }));
+    let mut rows = Vec::new();
+    for records in [Records::Forwarded, Records::Decoded] {
+        let (raw_rate, ours) = paired(
+            move || timed(total, raw.catch_up(total as u64, records)),
+            move || async move {
+                timed(total, async {
+                    catch_up(log, total as u64, records)
+                        .await
+                        .expect("catch up");
+                })
+                .await
+            },
+        )
+        .await;
+        rows.push(report(Row {
+            backend: "iggy",
+            what: records.what(total),
+            events_per_sec: ours,
+            raw_events_per_sec: Some(raw_rate),
+        }));
+    }
     manager.stop().await;
     rows
 }
@@ -234,7 +225,9 @@ impl Raw {
 
     /// Reads `total` records as a consumer group, storing its offset after
     /// each poll.
-    async fn catch_up(&self, total: u64) {
+    /// Reads every message as a consumer group, storing its offset after
+    /// each poll; with [`Records::Decoded`], each also decoded generically.
+    async fn catch_up(&self, total: u64, records: Records) {
         match self
             .client
             .create_consumer_group(&self.stream, &self.topic, "raw-catch-up")
@@ -267,11 +260,12 @@ impl Raw {
                 .expect("poll");
             let last = polled.messages.last().expect("the log holds the events");
             next = last.header.offset + 1;
-            bytes += polled
-                .messages
-                .iter()
-                .map(|m| m.payload.len())
-                .sum::<usize>();
+            for message in &polled.messages {
+                if records == Records::Decoded {
+                    generic_decode(&message.payload);
+                }
+                bytes += message.payload.len();
+            }
             self.client
                 .store_consumer_offset(&group, &self.stream, &self.topic, Some(0), next - 1)
                 .await

@@ -171,6 +171,23 @@ impl Records {
     }
 }
 
+/// The envelope decoded the generic way, the event left as JSON: what
+/// decoding costs without vibesd's typed events, the raw side of
+/// `catch-up+decode`.
+#[derive(serde::Deserialize)]
+pub(crate) struct GenericEnvelope {
+    pub(crate) event_id: uuid::Uuid,
+    pub(crate) timestamp: chrono::DateTime<chrono::Utc>,
+    pub(crate) event: serde_json::Value,
+}
+
+/// Decodes a stored record generically (see [`GenericEnvelope`]).
+pub(crate) fn generic_decode(payload: &[u8]) {
+    let envelope: GenericEnvelope = serde_json::from_slice(payload).expect("decodes");
+    assert!(envelope.event.is_object() && !envelope.event_id.is_nil());
+    std::hint::black_box(envelope.timestamp);
+}
+
 /// Reads the whole log as a new group: poll `CATCH_UP_BATCH`, then commit
 /// each batch.
 pub(crate) async fn catch_up(
