@@ -22,6 +22,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod blocking;
+pub use blocking::run_blocking;
+
 use serde_json::Value;
 use vibes_core::{Handler, HookPayload, VibesEvent};
 

@@ -64,9 +64,7 @@ impl AssessmentHandler {
 impl Handler for AssessmentHandler {
     async fn handle(&mut self, batch: &[Delivery]) -> Handled {
         let first = batch.first().map(|(offset, _)| *offset).unwrap_or_default();
-        let store = self.store.clone();
-        let owned = batch.to_vec();
-        match tokio::task::spawn_blocking(move || store.apply(&owned)).await {
+        match vibes_plugin::run_blocking(|| self.store.apply(batch)) {
             Ok(Ok(opened)) => {
                 for (session_id, transition) in opened {
                     self.raise(batch, session_id, &transition);
@@ -78,9 +76,9 @@ impl Handler for AssessmentHandler {
                 offset: first,
                 error: vibes_core::error_chain(&err),
             },
-            Err(join) => Handled::Failed {
+            Err(panic) => Handled::Failed {
                 offset: first,
-                error: format!("groove assessment panicked: {join}"),
+                error: format!("groove assessment panicked: {panic}"),
             },
         }
     }

@@ -14,7 +14,7 @@
 //! crash in the middle of a turn loses nothing; it becomes a message when
 //! its turn completes or another kind of message of the session arrives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -52,9 +52,11 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_by_session ON messages (session_id, id);
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts
     USING fts5 (text, content = 'messages', content_rowid = 'id');
-CREATE TRIGGER IF NOT EXISTS messages_fts_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
-END;
+-- The index is written by the batch itself, after its other writes: a
+-- trigger made every message insert a statement with a savepoint, and FTS5
+-- writes its pending terms to disk at each savepoint (a new segment per
+-- message, then merges).
+DROP TRIGGER IF EXISTS messages_fts_insert;
 CREATE TABLE IF NOT EXISTS pending (
     session_id TEXT PRIMARY KEY,
     body       TEXT NOT NULL
@@ -289,6 +291,9 @@ fn apply_in_transaction(conn: &mut Connection, batch: &[Delivery]) -> Result<(),
     let mut writer = BatchWriter {
         tx: &tx,
         pending: HashMap::new(),
+        stored_pending: HashSet::new(),
+        last_seen: HashMap::new(),
+        to_index: Vec::new(),
     };
     let mut last = None;
     for (offset, stored) in batch {
@@ -308,21 +313,31 @@ fn apply_in_transaction(conn: &mut Connection, batch: &[Delivery]) -> Result<(),
         .map(|(offset, _)| *offset)
         .find(|offset| applied.is_none_or(|applied| *offset > applied))
         .unwrap_or(last);
-    writer.save_pending().map_err(at(first_new))?;
-    tx.execute(
+    writer.finish().map_err(at(first_new))?;
+    tx.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('applied_offset', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        [last as i64],
     )
+    .and_then(|mut statement| statement.execute([last as i64]))
     .map_err(at(first_new))?;
     tx.commit().map_err(at(first_new))
 }
 
-/// The writes of one batch, with the pending messages it touched.
+/// The writes of one batch, with the pending messages and the sessions it
+/// touched. Every statement is prepared once per connection
+/// (`prepare_cached`): preparing cost more than running them.
 struct BatchWriter<'a> {
     tx: &'a Transaction<'a>,
     /// Loaded on first use; written back once at the end of the batch.
     pending: HashMap<String, Option<Pending>>,
+    /// The sessions whose pending message was in the database at load.
+    stored_pending: HashSet<String>,
+    /// The time of each touched session's last event in the batch, and
+    /// whether it moved since its row was written on the session's first
+    /// event; written once at the end.
+    last_seen: HashMap<String, (String, bool)>,
+    /// The messages inserted, by row id, for the full-text index.
+    to_index: Vec<(i64, String)>,
 }
 
 impl BatchWriter<'_> {
@@ -332,11 +347,19 @@ impl BatchWriter<'_> {
         };
         let session = session.to_owned();
         let timestamp = timestamp(stored);
-        self.tx.execute(
-            "INSERT INTO sessions (id, first_seen, last_seen) VALUES (?1, ?2, ?2)
-             ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
-            params![session, timestamp],
-        )?;
+        if let Some((last_seen, moved)) = self.last_seen.get_mut(&session) {
+            last_seen.clone_from(&timestamp);
+            *moved = true;
+        } else {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO sessions (id, first_seen, last_seen) VALUES (?1, ?2, ?2)
+                     ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen",
+                )?
+                .execute(params![session, timestamp])?;
+            self.last_seen
+                .insert(session.clone(), (timestamp.clone(), false));
+        }
         let new = |role: &str, text: String, meta: Value| Pending {
             role: role.into(),
             offset,
@@ -424,23 +447,24 @@ impl BatchWriter<'_> {
                 ),
             )?,
             VibesEvent::SessionCreated { name, .. } => {
-                self.tx.execute(
-                    "UPDATE sessions SET name = ?2, state = coalesce(state, 'created') WHERE id = ?1",
-                    params![session, name],
-                )?;
+                self.tx
+                    .prepare_cached(
+                        "UPDATE sessions SET name = ?2, state = coalesce(state, 'created') WHERE id = ?1",
+                    )?
+                    .execute(params![session, name])?;
             }
             VibesEvent::SessionStateChanged { state, .. } => {
-                self.tx.execute(
-                    "UPDATE sessions SET state = ?2 WHERE id = ?1",
-                    params![session, state],
-                )?;
+                self.tx
+                    .prepare_cached("UPDATE sessions SET state = ?2 WHERE id = ?1")?
+                    .execute(params![session, state])?;
             }
             VibesEvent::SessionRemoved { reason, .. } => {
                 self.flush(&session)?;
-                self.tx.execute(
-                    "UPDATE sessions SET state = 'removed', removed = ?2 WHERE id = ?1",
-                    params![session, reason],
-                )?;
+                self.tx
+                    .prepare_cached(
+                        "UPDATE sessions SET state = 'removed', removed = ?2 WHERE id = ?1",
+                    )?
+                    .execute(params![session, reason])?;
             }
             VibesEvent::Hook { event, .. } => {
                 let as_text = |value: &Option<Value>| match value {
@@ -469,12 +493,12 @@ impl BatchWriter<'_> {
         if !self.pending.contains_key(session) {
             let body: Option<String> = self
                 .tx
-                .query_row(
-                    "SELECT body FROM pending WHERE session_id = ?1",
-                    [session],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT body FROM pending WHERE session_id = ?1")?
+                .query_row([session], |row| row.get(0))
                 .optional()?;
+            if body.is_some() {
+                self.stored_pending.insert(session.to_owned());
+            }
             let pending = body.and_then(|body| serde_json::from_str(&body).ok());
             self.pending.insert(session.to_owned(), pending);
         }
@@ -518,39 +542,62 @@ impl BatchWriter<'_> {
         Ok(())
     }
 
-    fn insert(&self, session: &str, message: &Pending) -> rusqlite::Result<()> {
-        self.tx.execute(
-            "INSERT INTO messages (session_id, log_offset, role, text, meta, timestamp)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+    fn insert(&mut self, session: &str, message: &Pending) -> rusqlite::Result<()> {
+        let id = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO messages (session_id, log_offset, role, text, meta, timestamp)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .insert(params![
                 session,
                 message.offset as i64,
                 message.role,
                 message.text,
                 message.meta.to_string(),
                 message.timestamp
-            ],
-        )?;
+            ])?;
+        self.to_index.push((id, message.text.clone()));
         Ok(())
     }
 
-    fn save_pending(&self) -> rusqlite::Result<()> {
+    /// Writes back what the batch kept in memory: the touched sessions'
+    /// last event times, their pending messages and, last, the full-text
+    /// index of the new messages.
+    fn finish(&self) -> rusqlite::Result<()> {
+        let mut seen = self
+            .tx
+            .prepare_cached("UPDATE sessions SET last_seen = ?2 WHERE id = ?1")?;
+        for (session, (last_seen, moved)) in &self.last_seen {
+            if *moved {
+                seen.execute(params![session, last_seen])?;
+            }
+        }
         for (session, pending) in &self.pending {
             match pending {
                 Some(pending) => {
                     let body = serde_json::to_string(pending)
                         .map_err(|err| rusqlite::Error::ToSqlConversionFailure(err.into()))?;
-                    self.tx.execute(
-                        "INSERT INTO pending (session_id, body) VALUES (?1, ?2)
-                         ON CONFLICT (session_id) DO UPDATE SET body = excluded.body",
-                        params![session, body],
-                    )?;
-                }
-                None => {
                     self.tx
-                        .execute("DELETE FROM pending WHERE session_id = ?1", [session])?;
+                        .prepare_cached(
+                            "INSERT INTO pending (session_id, body) VALUES (?1, ?2)
+                             ON CONFLICT (session_id) DO UPDATE SET body = excluded.body",
+                        )?
+                        .execute(params![session, body])?;
                 }
+                None if self.stored_pending.contains(session) => {
+                    self.tx
+                        .prepare_cached("DELETE FROM pending WHERE session_id = ?1")?
+                        .execute([session])?;
+                }
+                None => {}
             }
+        }
+        let mut index = self
+            .tx
+            .prepare_cached("INSERT INTO messages_fts (rowid, text) VALUES (?1, ?2)")?;
+        for (id, text) in &self.to_index {
+            index.execute(params![id, text])?;
         }
         Ok(())
     }
@@ -563,7 +610,8 @@ fn timestamp(stored: &StoredEvent) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-/// The group's handler: applies each batch on a blocking thread.
+/// The group's handler: applies each batch in place (see
+/// [`vibes_plugin::run_blocking`]).
 pub struct ChatHistoryHandler {
     db: Arc<ChatHistory>,
 }
@@ -602,9 +650,7 @@ impl Handler for ChatHistoryHandler {
 
     async fn handle(&mut self, batch: &[Delivery]) -> Handled {
         let first = batch.first().map(|(offset, _)| *offset).unwrap_or_default();
-        let db = self.db.clone();
-        let owned = batch.to_vec();
-        match tokio::task::spawn_blocking(move || db.apply(&owned)).await {
+        match vibes_plugin::run_blocking(|| self.db.apply(batch)) {
             Ok(Ok(())) => Handled::All,
             Ok(Err(err)) => Handled::Failed {
                 offset: err.offset,
@@ -612,9 +658,9 @@ impl Handler for ChatHistoryHandler {
             },
             // A panic rolled its transaction back: nothing of the batch is
             // applied, so the whole batch is retried.
-            Err(join) => Handled::Failed {
+            Err(panic) => Handled::Failed {
                 offset: first,
-                error: format!("chat-history handler panicked: {join}"),
+                error: format!("chat-history handler panicked: {panic}"),
             },
         }
     }
@@ -740,6 +786,99 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The index rows of `word` and FTS5's own check that the index
+    /// matches the messages.
+    fn indexed(dir: &Path, word: &str) -> i64 {
+        let conn = Connection::open(dir.join(FILE_NAME)).unwrap();
+        conn.execute(
+            "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')",
+            [],
+        )
+        .unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?1",
+            [word],
+            |row| row.get(0),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_database_the_old_trigger_indexed_is_indexed_once_after_an_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(ChatHistory::open(dir.path()).unwrap());
+        // What an older vibesd left: its trigger, and a message it indexed.
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+                 INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
+             END;
+             INSERT INTO sessions (id, first_seen, last_seen) VALUES ('s1', 't', 't');
+             INSERT INTO messages (session_id, log_offset, role, text, meta, timestamp)
+                 VALUES ('s1', 0, 'user', 'an older walrus', '{}', 't');
+             INSERT INTO meta (key, value) VALUES ('applied_offset', 0);",
+        )
+        .unwrap();
+        drop(conn);
+        assert_eq!(indexed(dir.path(), "walrus"), 1);
+
+        let db = Arc::new(ChatHistory::open(dir.path()).unwrap());
+        let events = numbered(vec![
+            input("ignored: offset 0 is applied"),
+            input("a newer walrus"),
+        ]);
+        assert_eq!(
+            ChatHistoryHandler::new(db.clone()).handle(&events).await,
+            Handled::All
+        );
+        assert_eq!(
+            indexed(dir.path(), "walrus"),
+            2,
+            "each message indexed once"
+        );
+        assert_eq!(db.search("walrus", 10).unwrap().len(), 2);
+        let triggers: i64 = Connection::open(dir.path().join(FILE_NAME))
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            triggers, 0,
+            "the old trigger would index every new message twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_session_seen_many_times_in_a_batch_keeps_its_first_and_last_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(ChatHistory::open(dir.path()).unwrap());
+        let base = chrono::DateTime::from_timestamp_millis(1_000_000_000_000).unwrap();
+        let events: Vec<StoredEvent> = (0..3)
+            .map(|n| {
+                let mut event = input(&format!("m{n}"));
+                event.timestamp = base + chrono::Duration::seconds(n);
+                event
+            })
+            .collect();
+        let (first, last) = (timestamp(&events[0]), timestamp(&events[2]));
+        ChatHistoryHandler::new(db.clone())
+            .handle(&numbered(events))
+            .await;
+        let conn = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        let seen: (String, String) = conn
+            .query_row(
+                "SELECT first_seen, last_seen FROM sessions WHERE id = 's1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(seen, (first, last));
+        assert_eq!(indexed(dir.path(), "m2"), 1);
     }
 
     #[tokio::test]

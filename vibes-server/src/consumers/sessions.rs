@@ -466,19 +466,13 @@ impl SessionCollector {
 #[async_trait]
 impl Handler for SessionCollector {
     async fn handle(&mut self, batch: &[Delivery]) -> Handled {
-        let collector = &self.collector;
-        let apply =
-            || std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| collector.apply(batch)));
-        // File and SQLite writes block: on the daemon's multi-threaded
-        // runtime they run in place (no copy of a batch that may hold
-        // megabytes of events); a single-threaded runtime just runs them.
-        let applied = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::CurrentThread => apply(),
-            _ => tokio::task::block_in_place(apply),
-        };
-        applied.unwrap_or_else(|_| Handled::Failed {
-            offset: batch.first().map(|(offset, _)| *offset).unwrap_or_default(),
-            error: "session-collector handler panicked".into(),
+        // File and SQLite writes block: they run in place, with no copy
+        // of a batch that may hold megabytes of events.
+        vibes_plugin::run_blocking(|| self.collector.apply(batch)).unwrap_or_else(|panic| {
+            Handled::Failed {
+                offset: batch.first().map(|(offset, _)| *offset).unwrap_or_default(),
+                error: format!("session-collector handler panicked: {panic}"),
+            }
         })
     }
 }
