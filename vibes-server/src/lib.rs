@@ -145,7 +145,7 @@ pub async fn run(
         supervisor.writer().clone(),
         log.clone(),
     );
-    let state = AppState {
+    let state = AppState::new(crate::state::Shared {
         supervisor: supervisor.clone(),
         writer: supervisor.writer().clone(),
         log,
@@ -158,7 +158,7 @@ pub async fn run(
         metrics: Arc::default(),
         permissions,
         plugins,
-    };
+    });
     let app = api::app(state.clone());
     let limits = state.config.serve_limits(CONNECTIONS_TIMEOUT);
     tracing::info!(

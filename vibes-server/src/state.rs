@@ -12,9 +12,28 @@ use vibes_iggy::EventLog;
 use crate::config::Config;
 use crate::consumers::Services;
 
-/// Shared by every handler; cheap to clone.
+/// Shared by every handler: one [`Shared`] behind an `Arc`, so a clone
+/// (axum makes several per request, one per extractor and middleware) is
+/// one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler shares.
+pub struct Shared {
     pub supervisor: SupervisorHandle,
     /// For reads (history pages, firehose catch-up); appends go through
     /// [`AppState::writer`].
@@ -36,6 +55,14 @@ pub struct AppState {
     pub permissions: crate::permissions::Permissions,
     /// The plugins running in this daemon.
     pub plugins: Arc<[crate::plugins::Started]>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a WebSocket client gets to take its close frame.

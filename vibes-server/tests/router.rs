@@ -50,7 +50,7 @@ impl App {
             supervisor.writer().clone(),
             log.clone(),
         );
-        let state = AppState {
+        let state = AppState::new(vibes_server::state::Shared {
             permissions,
             supervisor: supervisor.clone(),
             writer: supervisor.writer().clone(),
@@ -67,7 +67,7 @@ impl App {
             lifecycle,
             metrics: std::sync::Arc::default(),
             plugins,
-        };
+        });
         Self {
             router: vibes_server::api::app(state),
             supervisor,

@@ -1,0 +1,261 @@
+//! The HTTP append path next to the LogWriter it feeds: figures, not
+//! pass/fail.
+//!
+//! Starts the real vibesd (embedded store, a temporary data directory) and
+//! drives `POST /api/events` from C keep-alive connections, each sending
+//! one request after another (single events, or batches of 100) for
+//! `VIBES_HTTP_BENCH_SECS` seconds (default 5): first with every consumer
+//! group paused (the append path alone), then with the groups live. In the
+//! same run, C producers append the same events to an in-process LogWriter
+//! on a fresh embedded log, with no HTTP in between. Each row prints
+//! events/s, the p50 and p99 of a request (an append), and the ratio.
+//!
+//! Run: `cargo bench -p vibes-server --bench http`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+use vibes_actors::writer::{LogWriter, LogWriterConfig};
+use vibes_core::{StoredEvent, VibesEvent};
+use vibes_iggy::LogOptions;
+use vibes_iggy::embedded::EmbeddedLog;
+
+#[path = "../../plugins/vibes-groove/benches/stream/mod.rs"]
+#[allow(dead_code)]
+mod stream;
+use stream::thousands;
+
+/// A run's count of events and the latency of each request.
+struct Run {
+    events: usize,
+    latencies: Vec<Duration>,
+    secs: f64,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.secs
+    }
+
+    fn percentile(&mut self, p: f64) -> f64 {
+        self.latencies.sort();
+        let rank = ((p / 100.0) * (self.latencies.len() - 1) as f64).round() as usize;
+        self.latencies[rank].as_secs_f64() * 1e3
+    }
+}
+
+/// One `user_input` of about 200 bytes, as a client sends it.
+fn event(n: usize) -> Value {
+    json!({"type": "user_input", "session_id": format!("session-{:03}", n % 200),
+           "content": format!("{n} the quick brown fox jumps over the lazy dog, again and again"),
+           "source": "bench"})
+}
+
+/// `connections` clients, each with one keep-alive connection, posting
+/// `batch` events a request until `secs` are up.
+async fn over_http(url: &str, connections: usize, batch: usize, secs: f64) -> Run {
+    let mut clients = JoinSet::new();
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(secs);
+    for c in 0..connections {
+        let endpoint = format!("{url}/api/events");
+        clients.spawn(async move {
+            let http = reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()
+                .expect("a client");
+            let body = if batch == 1 {
+                serde_json::to_vec(&event(c)).expect("json")
+            } else {
+                let events: Vec<Value> = (0..batch).map(|n| event(c * batch + n)).collect();
+                serde_json::to_vec(&events).expect("json")
+            };
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let sent = Instant::now();
+                let answer = http
+                    .post(&endpoint)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("vibesd answers");
+                assert!(answer.status().is_success(), "{}", answer.status());
+                answer.bytes().await.expect("the answer");
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    collect(clients, batch, started).await
+}
+
+/// `producers` tasks appending to an in-process LogWriter the same way.
+async fn through_writer(producers: usize, batch: usize, secs: f64) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log =
+        std::sync::Arc::new(EmbeddedLog::open(dir.path(), LogOptions::default()).expect("log"));
+    let (_actor, writer, join) = LogWriter::start(log, LogWriterConfig::default(), None)
+        .await
+        .expect("the writer starts");
+    let mut tasks = JoinSet::new();
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(secs);
+    for p in 0..producers {
+        let writer = writer.clone();
+        tasks.spawn(async move {
+            let stored = |n: usize| -> StoredEvent {
+                let event: VibesEvent = serde_json::from_value(event(n)).expect("an event");
+                StoredEvent::new(event)
+            };
+            let mut latencies = Vec::new();
+            while Instant::now() < until {
+                let events: Vec<StoredEvent> = (0..batch).map(|n| stored(p * batch + n)).collect();
+                let sent = Instant::now();
+                writer.append_batch(events).await.expect("an append");
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    let run = collect(tasks, batch, started).await;
+    writer.drain().await;
+    let _ = join.await;
+    run
+}
+
+async fn collect(mut tasks: JoinSet<Vec<Duration>>, batch: usize, started: Instant) -> Run {
+    let mut latencies = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        latencies.extend(done.expect("a producer"));
+    }
+    Run {
+        events: latencies.len() * batch,
+        secs: started.elapsed().as_secs_f64(),
+        latencies,
+    }
+}
+
+fn start_vibesd(dir: &std::path::Path) -> (Child, String) {
+    let mut vibesd = Command::new(env!("CARGO_BIN_EXE_vibesd"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--backend",
+            "embedded",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .env("XDG_CONFIG_HOME", dir.join("no-config"))
+        .env("VIBESD_LOG", "warn,vibes_server=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("vibesd starts");
+    let mut lines = BufReader::new(vibesd.stderr.take().expect("stderr")).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("vibesd exited before listening")
+            .expect("a line");
+        if let Some(at) = line.find("listening on http://") {
+            break line[at + "listening on ".len()..]
+                .split_whitespace()
+                .next()
+                .expect("a url")
+                .to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (vibesd, url)
+}
+
+/// Pauses (or resumes) every consumer group.
+async fn every_group(url: &str, action: &str) {
+    let http = reqwest::Client::new();
+    let groups: Value = http
+        .get(format!("{url}/api/groups"))
+        .send()
+        .await
+        .expect("groups")
+        .json()
+        .await
+        .expect("json");
+    for group in groups.as_array().expect("a list") {
+        let name = group["name"].as_str().expect("a name");
+        let answer = http
+            .post(format!("{url}/api/groups/{name}/{action}"))
+            .send()
+            .await
+            .expect("an answer");
+        assert!(
+            answer.status().is_success(),
+            "{action} {name}: {}",
+            answer.status()
+        );
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let secs: f64 = std::env::var("VIBES_HTTP_BENCH_SECS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(5.0);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut vibesd, url) = start_vibesd(dir.path());
+
+    let mut rows = Vec::new();
+    every_group(&url, "pause").await;
+    for (connections, batch) in [(16, 1), (64, 1), (64, 100)] {
+        let mut http = over_http(&url, connections, batch, secs).await;
+        let mut writer = through_writer(connections, batch, secs).await;
+        rows.push((
+            "paused",
+            connections,
+            batch,
+            http.rate(),
+            http.percentile(50.0),
+            http.percentile(99.0),
+            writer.rate(),
+            writer.percentile(99.0),
+        ));
+    }
+    every_group(&url, "resume").await;
+    let mut http = over_http(&url, 64, 1, secs).await;
+    let mut writer = through_writer(64, 1, secs).await;
+    rows.push((
+        "live",
+        64,
+        1,
+        http.rate(),
+        http.percentile(50.0),
+        http.percentile(99.0),
+        writer.rate(),
+        writer.percentile(99.0),
+    ));
+    let _ = vibesd.kill();
+    let _ = vibesd.wait();
+
+    println!();
+    println!(
+        "| groups | connections | events a request | HTTP ev/s | p50 ms | p99 ms | LogWriter ev/s | p99 ms | ratio |"
+    );
+    println!(
+        "|--------|-------------|------------------|-----------|--------|--------|----------------|--------|-------|"
+    );
+    for (groups, connections, batch, rate, p50, p99, writer, writer_p99) in rows {
+        println!(
+            "| {groups:<6} | {connections:>11} | {batch:>16} | {:>9} | {p50:>6.2} | {p99:>6.2} | {:>14} | {writer_p99:>6.2} | {:>4.2}x |",
+            thousands(rate),
+            thousands(writer),
+            rate / writer,
+        );
+    }
+    println!();
+    println!("ratio: HTTP / the in-process LogWriter with as many producers, in the same run");
+}
