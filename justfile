@@ -17,7 +17,8 @@ test:
 test-iggy SERVER:
     VIBES_IGGY_SERVER={{SERVER}} cargo test --workspace --locked
 
-# Throughput and latency figures (docs/benchmarks.md).
+# Throughput, latency and memory figures (docs/benchmarks.md); the memory
+# one runs ten minutes (VIBES_MEMORY_BENCH_SECS shortens it).
 bench:
     cargo bench --workspace
 
