@@ -12,8 +12,6 @@
 //!
 //! Run: `cargo bench -p vibes-server --bench http`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -23,6 +21,7 @@ use vibes_core::{StoredEvent, VibesEvent};
 use vibes_iggy::LogOptions;
 use vibes_iggy::embedded::EmbeddedLog;
 
+mod daemon;
 #[path = "../../plugins/vibes-groove/benches/stream/mod.rs"]
 #[allow(dead_code)]
 mod stream;
@@ -139,41 +138,6 @@ async fn collect(mut tasks: JoinSet<Vec<Duration>>, batch: usize, started: Insta
     }
 }
 
-fn start_vibesd(dir: &std::path::Path) -> (Child, String) {
-    let mut vibesd = Command::new(env!("CARGO_BIN_EXE_vibesd"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--backend",
-            "embedded",
-            "--data-dir",
-        ])
-        .arg(dir)
-        .env("XDG_CONFIG_HOME", dir.join("no-config"))
-        .env("VIBESD_LOG", "warn,vibes_server=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vibesd starts");
-    let mut lines = BufReader::new(vibesd.stderr.take().expect("stderr")).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("vibesd exited before listening")
-            .expect("a line");
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .expect("a url")
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (vibesd, url)
-}
-
 /// Pauses (or resumes) every consumer group.
 async fn every_group(url: &str, action: &str) {
     let http = reqwest::Client::new();
@@ -206,8 +170,8 @@ async fn main() {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(5.0);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (mut vibesd, url) = start_vibesd(dir.path());
+    let vibesd = daemon::Vibesd::start();
+    let url = vibesd.url.clone();
 
     let mut rows = Vec::new();
     every_group(&url, "pause").await;
@@ -238,8 +202,7 @@ async fn main() {
         writer.rate(),
         writer.percentile(99.0),
     ));
-    let _ = vibesd.kill();
-    let _ = vibesd.wait();
+    drop(vibesd);
 
     println!();
     println!(

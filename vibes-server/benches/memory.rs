@@ -11,8 +11,6 @@
 //!
 //! Run: `cargo bench -p vibes-server --bench memory`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 
+mod daemon;
 #[path = "../../plugins/vibes-groove/benches/stream/mod.rs"]
 #[allow(dead_code)]
 mod stream;
@@ -49,39 +48,8 @@ fn status_mib(pid: u32, field: &str) -> f64 {
 async fn main() {
     let secs = env_u64("VIBES_MEMORY_BENCH_SECS", 600);
     let rate = env_u64("VIBES_MEMORY_BENCH_RATE", 2000);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut vibesd = Command::new(env!("CARGO_BIN_EXE_vibesd"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--backend",
-            "embedded",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
-        .env("VIBESD_LOG", "warn,vibes_server=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("vibesd starts");
-    let pid = vibesd.id();
-    let mut lines = BufReader::new(vibesd.stderr.take().expect("stderr")).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("vibesd exited before listening")
-            .expect("a line");
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .expect("a url")
-                .to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let vibesd = daemon::Vibesd::start();
+    let (pid, url) = (vibesd.pid(), vibesd.url.clone());
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http
@@ -163,8 +131,7 @@ async fn main() {
     let end = status_mib(pid, "VmRSS:");
     let peak = status_mib(pid, "VmHWM:");
     firehose.abort();
-    let _ = vibesd.kill();
-    let _ = vibesd.wait();
+    drop(vibesd);
 
     samples.sort_by(f64::total_cmp);
     let p50 = samples.get(samples.len() / 2).copied().unwrap_or(end);

@@ -12,9 +12,8 @@
 #[allow(dead_code)]
 #[path = "../tests/browser.rs"]
 mod browser;
+mod daemon;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,39 +42,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let rate = env_u64("UI_BENCH_RATE", 4000);
     let secs = env_u64("UI_BENCH_SECS", 15);
-    let dir = tempfile::tempdir().unwrap();
-    let mut vibesd = Command::new(env!("CARGO_BIN_EXE_vibesd"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--backend",
-            "embedded",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("XDG_CONFIG_HOME", dir.path().join("no-config"))
-        .env("VIBESD_LOG", "warn,vibes_server=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(vibesd.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("vibesd exited before listening")
-            .unwrap();
-        if let Some(at) = line.find("listening on http://") {
-            break line[at + "listening on ".len()..]
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .to_owned();
-        }
-    };
-    // Keep draining its logs.
-    std::thread::spawn(move || for _ in lines {});
+    let vibesd = daemon::Vibesd::start();
+    let url = vibesd.url.clone();
 
     let browser = browser::Browser::launch().await;
     let tab = browser
@@ -214,6 +182,5 @@ async fn main() {
     println!(
         "  rows in the DOM at most: {rows_max}; last event shown {catch_up:?} after the producer stopped"
     );
-    let _ = vibesd.kill();
-    let _ = vibesd.wait();
+    drop(vibesd);
 }
