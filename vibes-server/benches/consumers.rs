@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
-use vibes_core::{Delivery, Handled, Handler};
 use vibes_iggy::embedded::EmbeddedLog;
 use vibes_iggy::{EventLog, LogOptions};
 use vibes_server::consumers::chat_history::{ChatHistory, ChatHistoryHandler, FILE_NAME};
@@ -30,32 +29,7 @@ use vibes_server::consumers::sessions::{Collector, SessionCollector};
 
 #[path = "../../plugins/vibes-groove/benches/stream/mod.rs"]
 mod stream;
-use stream::{SESSIONS, stream, thousands};
-
-/// Reads the whole log in batches of `batch`, decoding every event, and
-/// hands each batch to `handler` if there is one; answers events per second.
-async fn run(
-    log: &EmbeddedLog,
-    total: u64,
-    batch: usize,
-    handler: Option<&mut dyn Handler>,
-) -> f64 {
-    let mut handler = handler;
-    let started = Instant::now();
-    let mut from = 0;
-    while from < total {
-        let records = log.read(from, batch).await.expect("read the log");
-        let deliveries: Vec<Delivery> = records
-            .iter()
-            .map(|record| (record.offset, record.event().expect("decodes")))
-            .collect();
-        if let Some(handler) = handler.as_deref_mut() {
-            assert_eq!(handler.handle(&deliveries).await, Handled::All);
-        }
-        from += records.len() as u64;
-    }
-    total as f64 / started.elapsed().as_secs_f64()
-}
+use stream::{SESSIONS, read_through as run, stream, thousands};
 
 /// A message row as chat-history stores it.
 struct Row {

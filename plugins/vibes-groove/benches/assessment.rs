@@ -16,35 +16,15 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use vibes_core::{Delivery, Handled, Handler};
 use vibes_groove::{AssessmentHandler, GrooveConfig, GrooveStore};
 use vibes_iggy::embedded::EmbeddedLog;
 use vibes_iggy::{EventLog, LogOptions};
 
 mod stream;
-use stream::{SESSIONS, stream, thousands};
+use stream::{SESSIONS, read_through as run, stream, thousands};
 
 /// Events per batch, as a consumer group polls them.
 const BATCH: usize = 100;
-
-/// Reads the whole log in batches of [`BATCH`], decoding every event, and
-/// hands each batch to `handler` if there is one; answers events per second.
-async fn run(log: &EmbeddedLog, total: u64, mut handler: Option<&mut AssessmentHandler>) -> f64 {
-    let started = Instant::now();
-    let mut from = 0;
-    while from < total {
-        let records = log.read(from, BATCH).await.expect("read the log");
-        let batch: Vec<Delivery> = records
-            .iter()
-            .map(|record| (record.offset, record.event().expect("decodes")))
-            .collect();
-        if let Some(handler) = handler.as_deref_mut() {
-            assert_eq!(handler.handle(&batch).await, Handled::All);
-        }
-        from += records.len() as u64;
-    }
-    total as f64 / started.elapsed().as_secs_f64()
-}
 
 fn main() {
     let total: usize = std::env::var("VIBES_BENCH_EVENTS")
@@ -72,14 +52,14 @@ fn main() {
         let total = total as u64;
 
         // Once to warm the page cache, so both measure the same reads.
-        run(&log, total, None).await;
-        let decode = run(&log, total, None).await;
+        run(&log, total, BATCH, None).await;
+        let decode = run(&log, total, BATCH, None).await;
         let store_dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(
             GrooveStore::open(store_dir.path(), &GrooveConfig::default()).expect("open store"),
         );
         let mut handler = AssessmentHandler::new(store.clone(), vibes_plugin::Notices::none());
-        let assess = run(&log, total, Some(&mut handler)).await;
+        let assess = run(&log, total, BATCH, Some(&mut handler)).await;
         let totals = store.totals().expect("totals");
 
         println!();

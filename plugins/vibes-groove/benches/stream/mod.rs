@@ -2,8 +2,14 @@
 //! that derive from the log (the assessment here, chat-history and the
 //! session transcripts in vibes-server, which include this file).
 
+use std::time::Instant;
+
 use serde_json::json;
-use vibes_core::{ClaudeEvent, HookPayload, StoredEvent, Usage, VibesEvent};
+use vibes_core::{
+    ClaudeEvent, Delivery, Handled, Handler, HookPayload, StoredEvent, Usage, VibesEvent,
+};
+use vibes_iggy::EventLog;
+use vibes_iggy::embedded::EmbeddedLog;
 
 /// Sessions the stream spreads its turns over.
 pub(crate) const SESSIONS: u64 = 200;
@@ -150,4 +156,29 @@ pub(crate) fn thousands(rate: f64) -> String {
         grouped.push(digit);
     }
     grouped
+}
+
+/// Reads the whole log in batches of `batch`, decoding every event, and
+/// hands each batch to `handler` if there is one; answers events per second.
+pub(crate) async fn read_through(
+    log: &EmbeddedLog,
+    total: u64,
+    batch: usize,
+    handler: Option<&mut dyn Handler>,
+) -> f64 {
+    let mut handler = handler;
+    let started = Instant::now();
+    let mut from = 0;
+    while from < total {
+        let records = log.read(from, batch).await.expect("read the log");
+        let deliveries: Vec<Delivery> = records
+            .iter()
+            .map(|record| (record.offset, record.event().expect("decodes")))
+            .collect();
+        if let Some(handler) = handler.as_deref_mut() {
+            assert_eq!(handler.handle(&deliveries).await, Handled::All);
+        }
+        from += records.len() as u64;
+    }
+    total as f64 / started.elapsed().as_secs_f64()
 }
