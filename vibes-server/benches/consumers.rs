@@ -22,14 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
-use vibes_iggy::embedded::EmbeddedLog;
-use vibes_iggy::{EventLog, LogOptions};
 use vibes_server::consumers::chat_history::{ChatHistory, ChatHistoryHandler, FILE_NAME};
 use vibes_server::consumers::sessions::{Collector, SessionCollector};
 
 #[path = "../../plugins/vibes-groove/benches/stream/mod.rs"]
 mod stream;
-use stream::{SESSIONS, read_through as run, stream, thousands};
+use stream::{SESSIONS, filled_log, read_through as run, thousands};
 
 /// A message row as chat-history stores it.
 struct Row {
@@ -120,23 +118,12 @@ fn raw_fts5(dir: &Path, rows: &[Row], total: u64, batch: usize) -> f64 {
 }
 
 fn main() {
-    let total: usize = std::env::var("VIBES_BENCH_EVENTS")
-        .ok()
-        .map(|n| n.parse().expect("VIBES_BENCH_EVENTS is a number"))
-        .unwrap_or(200_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = EmbeddedLog::open(&dir.path().join("log"), LogOptions::default())
-            .expect("open the log");
-        let events = stream(total);
-        for chunk in events.chunks(1000) {
-            log.append_batch(chunk.to_vec()).await.expect("append");
-        }
-        drop(events);
+        let (total, log, _dir) = filled_log().await;
         println!("{total} events over {SESSIONS} sessions in an embedded log");
         let total = total as u64;
         // Once to warm the page cache, so every row reads the same way.

@@ -17,38 +17,25 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vibes_groove::{AssessmentHandler, GrooveConfig, GrooveStore};
-use vibes_iggy::embedded::EmbeddedLog;
-use vibes_iggy::{EventLog, LogOptions};
 
 mod stream;
-use stream::{SESSIONS, read_through as run, stream, thousands};
+use stream::{SESSIONS, filled_log, read_through as run, thousands};
 
 /// Events per batch, as a consumer group polls them.
 const BATCH: usize = 100;
 
 fn main() {
-    let total: usize = std::env::var("VIBES_BENCH_EVENTS")
-        .ok()
-        .map(|n| n.parse().expect("VIBES_BENCH_EVENTS is a number"))
-        .unwrap_or(200_000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let log = EmbeddedLog::open(&dir.path().join("log"), LogOptions::default())
-            .expect("open the log");
-        let events = stream(total);
         let filled = Instant::now();
-        for chunk in events.chunks(1000) {
-            log.append_batch(chunk.to_vec()).await.expect("append");
-        }
+        let (total, log, _dir) = filled_log().await;
         println!(
             "wrote {total} events ({SESSIONS} sessions) to an embedded log in {:.1} s",
             filled.elapsed().as_secs_f64()
         );
-        drop(events);
         let total = total as u64;
 
         // Once to warm the page cache, so both measure the same reads.

@@ -182,3 +182,21 @@ pub(crate) async fn read_through(
     }
     total as f64 / started.elapsed().as_secs_f64()
 }
+
+/// `VIBES_BENCH_EVENTS` (default 200,000) events of the stream in a real
+/// embedded log in a temporary directory; the count, the log and the
+/// directory.
+pub(crate) async fn filled_log() -> (usize, EmbeddedLog, tempfile::TempDir) {
+    let total: usize = std::env::var("VIBES_BENCH_EVENTS")
+        .ok()
+        .map(|n| n.parse().expect("VIBES_BENCH_EVENTS is a number"))
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = EmbeddedLog::open(&dir.path().join("log"), vibes_iggy::LogOptions::default())
+        .expect("open the log");
+    let events = stream(total);
+    for chunk in events.chunks(1000) {
+        log.append_batch(chunk.to_vec()).await.expect("append");
+    }
+    (total, log, dir)
+}
