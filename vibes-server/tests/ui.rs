@@ -899,5 +899,17 @@ async fn a_permission_is_allowed_and_another_denied_from_the_ui_and_the_hooks_ge
         );
     }
 
+    // A request's link opened as a webhook's tap opens it: a fresh load of
+    // its page, which shows how it ended.
+    tab.page
+        .goto(format!("{}/permissions/{bash_at}", daemon.url))
+        .await
+        .unwrap();
+    let row = format!("{}[data-offset=\"{bash_at}\"]", id("permission-row"));
+    tab.wait("the first request's page, loaded by its link", &format!(
+        "document.querySelector('{row}')?.dataset.state === 'closed' && document.querySelector('{row} {}').textContent.includes('Claude Code got the decision')",
+        id("permission-status")
+    ))
+    .await;
     tab.assert_no_errors().await;
 }
