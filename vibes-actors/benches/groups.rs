@@ -7,8 +7,10 @@
 //!   panic to the restarted group's next handler call, with the default
 //!   restart policy (the first back-off is 50–100 ms).
 //!
-//! Run: `cargo bench -p vibes-actors --bench groups` (embedded backend in a
-//! temporary directory). `VIBES_BENCH_SECONDS` sets the paced run's length
+//! Run: `cargo bench -p vibes-actors --bench groups`: the embedded backend
+//! in a temporary directory, and the append → handled run again on a managed
+//! `iggy-server` when `VIBES_IGGY_SERVER` names one (one line says it is
+//! skipped otherwise). `VIBES_BENCH_SECONDS` sets the paced run's length
 //! (default 5).
 
 use std::sync::{Arc, Mutex};
@@ -22,7 +24,8 @@ use vibes_actors::metrics::Histogram;
 use vibes_actors::supervisor::{Supervisor, SupervisorArgs, SupervisorHandle};
 use vibes_core::{Delivery, Handled, Handler, StoredEvent, VibesEvent};
 use vibes_iggy::embedded::EmbeddedLog;
-use vibes_iggy::{LogOptions, OpenedLog, StartPosition};
+use vibes_iggy::iggy::{IggyConfig, IggyLog, IggyManager};
+use vibes_iggy::{EventLog, LogOptions, OpenedLog, StartPosition};
 
 /// The offered load of the paced run.
 const EVENTS_PER_SEC: u64 = 10_000;
@@ -38,12 +41,47 @@ fn event(i: u64) -> StoredEvent {
     })
 }
 
-async fn supervisor(dir: &std::path::Path) -> SupervisorHandle {
-    let log = EmbeddedLog::open(dir, LogOptions::default()).expect("open the log");
+/// Which log a run uses.
+#[derive(Clone, Copy)]
+enum Backend {
+    Embedded,
+    /// A managed `iggy-server`, this binary.
+    Iggy(&'static std::path::Path),
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Iggy(_) => "iggy",
+        }
+    }
+}
+
+async fn supervisor(backend: Backend, dir: &std::path::Path) -> SupervisorHandle {
+    let (log, manager): (Arc<dyn EventLog>, _) = match backend {
+        Backend::Embedded => (
+            Arc::new(EmbeddedLog::open(dir, LogOptions::default()).expect("open the log")),
+            None,
+        ),
+        Backend::Iggy(binary) => {
+            let config = IggyConfig {
+                server_binary: Some(binary.to_owned()),
+                ..IggyConfig::default()
+            };
+            let manager = IggyManager::start(&config, dir)
+                .await
+                .expect("start iggy-server");
+            let log = IggyLog::connect(&manager.connection(), LogOptions::default())
+                .await
+                .expect("connect to iggy-server");
+            (Arc::new(log), Some(manager))
+        }
+    };
     let (supervisor, _join) = Supervisor::start(SupervisorArgs {
         log: OpenedLog {
-            log: Arc::new(log),
-            manager: None,
+            log,
+            manager,
             reason: "bench".into(),
             lock: None,
         },
@@ -71,9 +109,9 @@ impl Handler for Latency {
     }
 }
 
-async fn append_to_handled(seconds: u64) {
+async fn append_to_handled(backend: Backend, seconds: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let supervisor = supervisor(dir.path()).await;
+    let supervisor = supervisor(backend, dir.path()).await;
     let latency = Arc::new(Histogram::durations());
     let handler_latency = latency.clone();
     let factory: HandlerFactory =
@@ -127,7 +165,8 @@ async fn append_to_handled(seconds: u64) {
     let appended = append_latency.latency_summary();
     let handled = latency.latency_summary();
     println!(
-        "offered {offered} events in {:.1} s ({:.0} ev/s achieved), {refused} refused busy",
+        "{}: offered {offered} events in {:.1} s ({:.0} ev/s achieved), {refused} refused busy",
+        backend.name(),
         elapsed.as_secs_f64(),
         (offered - refused) as f64 / elapsed.as_secs_f64()
     );
@@ -177,7 +216,7 @@ impl Handler for PanicOnce {
 
 async fn panic_to_handling() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let supervisor = supervisor(dir.path()).await;
+    let supervisor = supervisor(Backend::Embedded, dir.path()).await;
     supervisor.writer().append(event(0)).await.expect("append");
     let recovered = Arc::new(Histogram::durations());
     // A new group each time: each measures a first restart.
@@ -237,8 +276,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let iggy = std::env::var_os("VIBES_IGGY_SERVER")
+        .filter(|path| !path.is_empty())
+        .map(|path| &*Box::leak(std::path::PathBuf::from(path).into_boxed_path()));
     runtime.block_on(async {
-        append_to_handled(seconds).await;
+        append_to_handled(Backend::Embedded, seconds).await;
+        match iggy {
+            Some(binary) => append_to_handled(Backend::Iggy(binary), seconds).await,
+            None => println!(
+                "skipped: iggy append → handled (set VIBES_IGGY_SERVER to an iggy-server binary)"
+            ),
+        }
         panic_to_handling().await;
     });
 }

@@ -1,6 +1,8 @@
-//! How consumers of the local backends (memory, embedded) wait for new
-//! events: the log publishes its high-water mark on a watch channel after
-//! every durable append, and a poll sleeps on that channel, not on a timer.
+//! How consumers wait for new events: the log publishes its high-water mark
+//! on a watch channel after every durable append, and a poll sleeps on that
+//! channel, not on a timer. The local backends (memory, embedded) see every
+//! append; on Iggy the channel carries the appends this process made, and
+//! polls still look on a timer for those of other producers.
 
 use std::time::Duration;
 
@@ -31,6 +33,11 @@ impl HighWaterMark {
             }
             grew
         });
+    }
+
+    /// A receiver that sees every later advance.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Offset> {
+        self.sender.subscribe()
     }
 
     /// The last published high-water mark.

@@ -447,6 +447,63 @@ async fn credentials_are_private_and_reused_across_restarts() {
     manager.stop().await;
 }
 
+/// A poll started before the append, on a log whose idle polls would not
+/// ask the server again for ten minutes: only the append's wake can end it
+/// before the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_through_the_log_wakes_an_idle_poll_at_once() {
+    let Some(fixture) = fixture().await else {
+        return;
+    };
+    let log = IggyLog::connect(&fixture.manager.connection(), LogOptions::default())
+        .await
+        .unwrap();
+    let never = Duration::from_secs(600);
+    log.set_poll_pauses(never, never);
+    let mut consumer = log.consumer("live", StartPosition::End).await.unwrap();
+    let (asked, asked_rx) = tokio::sync::oneshot::channel();
+    let waiting = tokio::spawn(async move {
+        // An empty first answer proves the poll below starts idle.
+        assert!(consumer.poll(10, Duration::ZERO).await.unwrap().is_empty());
+        let _ = asked.send(());
+        let records = consumer.poll(10, 2 * never).await.unwrap();
+        records.iter().map(|r| r.offset).collect::<Vec<_>>()
+    });
+    asked_rx.await.unwrap();
+    // Whether the append lands before the poll's first request or during
+    // its pause, the poll must return it long before either pause ends.
+    assert_eq!(log.append(event(0)).await.unwrap(), 0);
+    let offsets = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("an append through the log did not wake the idle poll")
+        .unwrap();
+    assert_eq!(offsets, vec![0]);
+}
+
+/// Another producer's append wakes nothing here; the poll finds it by
+/// asking again, within the pause limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_finds_another_producers_append_by_asking_again() {
+    let Some(fixture) = fixture().await else {
+        return;
+    };
+    let log = IggyLog::connect(&fixture.manager.connection(), LogOptions::default())
+        .await
+        .unwrap();
+    log.set_poll_pauses(Duration::from_millis(1), Duration::from_millis(20));
+    let mut consumer = log.consumer("live", StartPosition::End).await.unwrap();
+    let waiting =
+        tokio::spawn(async move { consumer.poll(10, Duration::from_secs(600)).await.unwrap() });
+    let other = RawProducer::connect(&fixture.manager.connection()).await;
+    other.send(b"from another producer").await;
+    let records = tokio::time::timeout(DEADLINE, waiting)
+        .await
+        .expect("the poll never found another producer's append")
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(&records[0].payload[..], b"from another producer");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_producer_moves_the_high_water_mark() {
     let Some(fixture) = fixture().await else {

@@ -2,11 +2,12 @@
 //! pass/fail.
 //!
 //! Starts the real vibesd (embedded store, a temporary data directory) and
-//! drives `POST /api/events` from C keep-alive connections, each sending
+//! drives `POST /api/events` from N keep-alive connections of a lean client
+//! (see [`over_http`]), each sending
 //! one request after another (single events, or batches of 100) for
 //! `VIBES_HTTP_BENCH_SECS` seconds (default 5): first with every consumer
 //! group paused (the append path alone), then with the groups live. In the
-//! same run, C producers append the same events to an in-process LogWriter
+//! same run, N producers append the same events to an in-process LogWriter
 //! on a fresh embedded log, with no HTTP in between. Each row prints
 //! events/s, the p50 and p99 of a request (an append), and the ratio.
 //!
@@ -15,6 +16,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use vibes_actors::writer::{LogWriter, LogWriterConfig};
 use vibes_core::{StoredEvent, VibesEvent};
@@ -55,41 +58,101 @@ fn event(n: usize) -> Value {
 
 /// `connections` clients, each with one keep-alive connection, posting
 /// `batch` events a request until `secs` are up.
-async fn over_http(url: &str, connections: usize, batch: usize, secs: f64) -> Run {
+///
+/// The client is lean on purpose, as wrk is: each request is the same bytes,
+/// built once, written to a raw TCP connection, and the answer is parsed no
+/// further than its status and length. Client and vibesd share this
+/// machine's cores, so every cycle a heavier client spends is one vibesd
+/// does not get.
+async fn over_http(address: &str, connections: usize, batch: usize, secs: f64) -> Run {
     let mut clients = JoinSet::new();
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(secs);
     for c in 0..connections {
-        let endpoint = format!("{url}/api/events");
+        let address = address.to_owned();
         clients.spawn(async move {
-            let http = reqwest::Client::builder()
-                .pool_max_idle_per_host(1)
-                .build()
-                .expect("a client");
             let body = if batch == 1 {
                 serde_json::to_vec(&event(c)).expect("json")
             } else {
                 let events: Vec<Value> = (0..batch).map(|n| event(c * batch + n)).collect();
                 serde_json::to_vec(&events).expect("json")
             };
+            let mut request = format!(
+                "POST /api/events HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            request.extend_from_slice(&body);
+            let mut connection = Connection::open(&address).await;
             let mut latencies = Vec::new();
             while Instant::now() < until {
                 let sent = Instant::now();
-                let answer = http
-                    .post(&endpoint)
-                    .header("content-type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .expect("vibesd answers");
-                assert!(answer.status().is_success(), "{}", answer.status());
-                answer.bytes().await.expect("the answer");
+                let status = connection.exchange(&request).await;
+                assert!((200..300).contains(&status), "vibesd answered {status}");
                 latencies.push(sent.elapsed());
             }
             latencies
         });
     }
     collect(clients, batch, started).await
+}
+
+/// One keep-alive HTTP/1.1 connection that sends a request and reads its
+/// answer, one at a time.
+struct Connection {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    async fn open(address: &str) -> Self {
+        let stream = TcpStream::connect(address)
+            .await
+            .expect("connect to vibesd");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        Self {
+            stream,
+            buffer: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Sends `request` and returns the status of its answer, once the whole
+    /// answer is read.
+    async fn exchange(&mut self, request: &[u8]) -> u16 {
+        self.stream.write_all(request).await.expect("send");
+        self.buffer.clear();
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut answer = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head) =
+                answer.parse(&self.buffer).expect("an HTTP answer")
+            {
+                let length: usize = answer
+                    .headers
+                    .iter()
+                    .find(|header| header.name.eq_ignore_ascii_case("content-length"))
+                    .map(|header| {
+                        std::str::from_utf8(header.value)
+                            .expect("a length")
+                            .parse()
+                            .expect("a length")
+                    })
+                    .expect("answers carry content-length");
+                let status = answer.code.expect("a status");
+                while self.buffer.len() < head + length {
+                    self.read().await;
+                }
+                return status;
+            }
+            self.read().await;
+        }
+    }
+
+    async fn read(&mut self) {
+        let read = self.stream.read_buf(&mut self.buffer).await.expect("read");
+        assert!(read > 0, "vibesd closed the connection");
+    }
 }
 
 /// `producers` tasks appending to an in-process LogWriter the same way.
@@ -172,11 +235,12 @@ async fn main() {
         .unwrap_or(5.0);
     let vibesd = daemon::Vibesd::start();
     let url = vibesd.url.clone();
+    let address = url.trim_start_matches("http://").to_owned();
 
     let mut rows = Vec::new();
     every_group(&url, "pause").await;
     for (connections, batch) in [(16, 1), (64, 1), (64, 100)] {
-        let mut http = over_http(&url, connections, batch, secs).await;
+        let mut http = over_http(&address, connections, batch, secs).await;
         let mut writer = through_writer(connections, batch, secs).await;
         rows.push((
             "paused",
@@ -190,7 +254,7 @@ async fn main() {
         ));
     }
     every_group(&url, "resume").await;
-    let mut http = over_http(&url, 64, 1, secs).await;
+    let mut http = over_http(&address, 64, 1, secs).await;
     let mut writer = through_writer(64, 1, secs).await;
     rows.push((
         "live",

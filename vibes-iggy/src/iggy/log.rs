@@ -57,8 +57,14 @@
 //! again after every reconnect (the session's generation says when), and
 //! leaves when it is dropped (the connection closes). Polls read as a plain,
 //! offset-less consumer at the consumer's own position, so membership only
-//! matters for storing and deleting offsets. Iggy has no long poll: a poll
-//! retries with a back-off from 0.5 ms up to 50 ms while the log is idle.
+//! matters for storing and deleting offsets.
+//!
+//! **Waking polls.** Iggy has no long poll. An append through this log
+//! publishes the new high-water mark (`wait.rs`), and an idle poll waits on
+//! that, so an event appended by this vibesd reaches its groups at once, as
+//! on the local backends. Other producers' appends are found by asking
+//! again on a timer: the pause starts at 0.5 ms and doubles up to 50 ms,
+//! unless [`IggyLog::set_poll_pauses`] says otherwise.
 //!
 //! **Caveats.** Iggy writes group offsets without fsync, so a machine crash
 //! can move a group back (it then re-reads: at-least-once). A group opened
@@ -68,6 +74,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -77,12 +84,14 @@ use iggy::prelude::{
     IggyError, IggyExpiry, IggyMessage, MaxTopicSize, MessageClient, Partitioning, PolledMessages,
     PollingStrategy, StreamClient, TcpClient, TopicClient,
 };
+use tokio::sync::watch;
 use tokio::time::Instant;
 use vibes_core::StoredEvent;
 
 use super::session::{RECONNECT_WINDOW, Session, call, is_transient};
 use super::{Connection, PARTITION, STREAM, TOPIC};
 use crate::log::{check_batch, check_group_name, check_read, encode_batch, seek_target};
+use crate::wait::HighWaterMark;
 use crate::{
     BackendKind, EventConsumer, EventLog, GroupOffset, LogError, LogOptions, Offset, Record,
     SeekTo, StartPosition,
@@ -91,9 +100,10 @@ use crate::{
 /// How long [`IggyLog::connect`] waits for an unreachable server.
 const CONNECT_WINDOW: Duration = Duration::from_secs(10);
 
-/// The first pause of an idle poll; it doubles up to [`POLL_MAX_PAUSE`].
+/// The first pause of an idle poll, unless set otherwise; it doubles up to
+/// [`POLL_PAUSE_LIMIT`].
 const POLL_FIRST_PAUSE: Duration = Duration::from_micros(500);
-const POLL_MAX_PAUSE: Duration = Duration::from_millis(50);
+const POLL_PAUSE_LIMIT: Duration = Duration::from_millis(50);
 
 /// How many records one page of the scan for a batch's ids reads.
 const LOCATE_PAGE: u64 = 1024;
@@ -151,6 +161,12 @@ struct Inner {
     reader: Session,
     /// Held for the whole of an append; see the module doc.
     append: tokio::sync::Mutex<AppendState>,
+    /// The end of the last batch this log appended: what wakes idle polls.
+    appended: HighWaterMark,
+    /// The first and the longest pause between an idle poll's requests,
+    /// in microseconds.
+    poll_first_pause_us: AtomicU64,
+    poll_pause_limit_us: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -217,9 +233,32 @@ impl IggyLog {
                 writer,
                 reader,
                 append: tokio::sync::Mutex::new(AppendState::default()),
+                appended: HighWaterMark::new(0),
+                poll_first_pause_us: AtomicU64::new(micros(POLL_FIRST_PAUSE)),
+                poll_pause_limit_us: AtomicU64::new(micros(POLL_PAUSE_LIMIT)),
             }),
         })
     }
+
+    /// Sets how an idle poll paces its requests to the server, for every
+    /// consumer of this log: after an empty answer it waits `first` (0.5 ms
+    /// unless set), doubling each time up to `limit` (50 ms unless set; a
+    /// `limit` below `first` counts as `first`). `limit` bounds how late a
+    /// group sees what *other* producers append; an append through this log
+    /// wakes the polls whatever the pauses are.
+    pub fn set_poll_pauses(&self, first: Duration, limit: Duration) {
+        let inner = &self.inner;
+        inner
+            .poll_first_pause_us
+            .store(micros(first), Ordering::Relaxed);
+        inner
+            .poll_pause_limit_us
+            .store(micros(limit.max(first)), Ordering::Relaxed);
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 enum Setup {
@@ -523,6 +562,8 @@ impl Inner {
                 }
             }
         };
+        drop(state);
+        self.appended.advance(range.end);
         Ok(range)
     }
 
@@ -575,6 +616,7 @@ impl Inner {
             group_id,
             position: 0,
             joined: None,
+            appended: self.appended.subscribe(),
         };
         consumer
             .join(deadline)
@@ -673,6 +715,8 @@ struct IggyConsumer {
     position: Offset,
     /// The session generation this consumer last joined the group on.
     joined: Option<u64>,
+    /// Changes when this log appends: an idle poll asks again at once.
+    appended: watch::Receiver<Offset>,
 }
 
 /// Whether `err` says this connection is not (or no longer) the group's
@@ -801,8 +845,13 @@ impl EventConsumer for IggyConsumer {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut pause = POLL_FIRST_PAUSE;
+        let first = Duration::from_micros(self.log.poll_first_pause_us.load(Ordering::Relaxed));
+        let limit = Duration::from_micros(self.log.poll_pause_limit_us.load(Ordering::Relaxed));
+        let mut pause = first;
         loop {
+            // An append from here on wakes the wait below, so none is missed
+            // between this request and the wait.
+            self.appended.mark_unchanged();
             let position = self.position;
             let names = &self.log.names;
             let polled = call!(self.session, deadline, |c| poll_from(
@@ -822,8 +871,18 @@ impl EventConsumer for IggyConsumer {
             if left.is_zero() {
                 return Ok(records);
             }
-            tokio::time::sleep(pause.min(left)).await;
-            pause = (pause * 2).min(POLL_MAX_PAUSE);
+            let woken = tokio::time::timeout(pause.min(left), self.appended.changed()).await;
+            match woken {
+                // This log appended: ask again now.
+                Ok(Ok(())) => pause = first,
+                // The sender lives in the log, which this consumer holds, so
+                // it never closes; were it to, the timer would still pace.
+                Ok(Err(_)) => {
+                    tokio::time::sleep(pause.min(left)).await;
+                    pause = (pause * 2).min(limit);
+                }
+                Err(_elapsed) => pause = (pause * 2).min(limit),
+            }
         }
     }
 
