@@ -42,15 +42,14 @@ fn event(i: u64) -> StoredEvent {
 }
 
 /// Which log a run uses.
-#[derive(Clone, Copy)]
 enum Backend {
     Embedded,
     /// A managed `iggy-server`, this binary.
-    Iggy(&'static std::path::Path),
+    Iggy(std::path::PathBuf),
 }
 
 impl Backend {
-    fn name(self) -> &'static str {
+    fn name(&self) -> &'static str {
         match self {
             Self::Embedded => "embedded",
             Self::Iggy(_) => "iggy",
@@ -58,7 +57,7 @@ impl Backend {
     }
 }
 
-async fn supervisor(backend: Backend, dir: &std::path::Path) -> SupervisorHandle {
+async fn supervisor(backend: &Backend, dir: &std::path::Path) -> SupervisorHandle {
     let (log, manager): (Arc<dyn EventLog>, _) = match backend {
         Backend::Embedded => (
             Arc::new(EmbeddedLog::open(dir, LogOptions::default()).expect("open the log")),
@@ -66,7 +65,7 @@ async fn supervisor(backend: Backend, dir: &std::path::Path) -> SupervisorHandle
         ),
         Backend::Iggy(binary) => {
             let config = IggyConfig {
-                server_binary: Some(binary.to_owned()),
+                server_binary: Some(binary.clone()),
                 ..IggyConfig::default()
             };
             let manager = IggyManager::start(&config, dir)
@@ -111,7 +110,7 @@ impl Handler for Latency {
 
 async fn append_to_handled(backend: Backend, seconds: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let supervisor = supervisor(backend, dir.path()).await;
+    let supervisor = supervisor(&backend, dir.path()).await;
     let latency = Arc::new(Histogram::durations());
     let handler_latency = latency.clone();
     let factory: HandlerFactory =
@@ -216,7 +215,7 @@ impl Handler for PanicOnce {
 
 async fn panic_to_handling() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let supervisor = supervisor(Backend::Embedded, dir.path()).await;
+    let supervisor = supervisor(&Backend::Embedded, dir.path()).await;
     supervisor.writer().append(event(0)).await.expect("append");
     let recovered = Arc::new(Histogram::durations());
     // A new group each time: each measures a first restart.
@@ -278,7 +277,7 @@ fn main() {
         .expect("tokio runtime");
     let iggy = std::env::var_os("VIBES_IGGY_SERVER")
         .filter(|path| !path.is_empty())
-        .map(|path| &*Box::leak(std::path::PathBuf::from(path).into_boxed_path()));
+        .map(std::path::PathBuf::from);
     runtime.block_on(async {
         append_to_handled(Backend::Embedded, seconds).await;
         match iggy {

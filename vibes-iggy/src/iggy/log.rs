@@ -104,6 +104,9 @@ const CONNECT_WINDOW: Duration = Duration::from_secs(10);
 /// [`POLL_PAUSE_LIMIT`].
 const POLL_FIRST_PAUSE: Duration = Duration::from_micros(500);
 const POLL_PAUSE_LIMIT: Duration = Duration::from_millis(50);
+/// The shortest pause [`IggyLog::set_poll_pauses`] takes: an idle poll never
+/// asks the server back to back.
+const POLL_SHORTEST_PAUSE: Duration = Duration::from_micros(100);
 
 /// How many records one page of the scan for a batch's ids reads.
 const LOCATE_PAGE: u64 = 1024;
@@ -243,10 +246,12 @@ impl IggyLog {
     /// Sets how an idle poll paces its requests to the server, for every
     /// consumer of this log: after an empty answer it waits `first` (0.5 ms
     /// unless set), doubling each time up to `limit` (50 ms unless set; a
-    /// `limit` below `first` counts as `first`). `limit` bounds how late a
-    /// group sees what *other* producers append; an append through this log
-    /// wakes the polls whatever the pauses are.
+    /// `limit` below `first` counts as `first`, and a `first` below 0.1 ms
+    /// as 0.1 ms, so an idle poll never asks back to back). `limit` bounds
+    /// how late a group sees what *other* producers append; an append
+    /// through this log wakes the polls whatever the pauses are.
     pub fn set_poll_pauses(&self, first: Duration, limit: Duration) {
+        let first = first.max(POLL_SHORTEST_PAUSE);
         let inner = &self.inner;
         inner
             .poll_first_pause_us
