@@ -460,10 +460,12 @@ impl Actor for LogWriter {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             LogWriterMsg::Flush => {
-                // Let the producers the last write just answered run first:
-                // most append again at once, and joining this group commit
-                // instead of the next one doubles its size under steady load.
-                tokio::task::yield_now().await;
+                // At once, with what is queued: the disk is the bottleneck, so
+                // it should never wait for the CPU. (Yielding first, to let
+                // the producers just answered join, made in-process producers'
+                // commits larger but kept HTTP producers, whose next append
+                // takes a round trip, waiting behind every runnable task:
+                // see docs/benchmarks.md.)
                 let group = self.take_group(&state.shared);
                 if !group.is_empty() {
                     self.commit(state, group).await;

@@ -9,7 +9,10 @@
 //! group paused (the append path alone), then with the groups live. In the
 //! same run, N producers append the same events to an in-process LogWriter
 //! on a fresh embedded log, with no HTTP in between. Each row prints
-//! events/s, the p50 and p99 of a request (an append), and the ratio.
+//! events/s, the p50 and p99 of a request (an append), the events per group
+//! commit on each side (vibesd's from its `/metrics`), and the ratio. First
+//! of all, the floor: the same client against a bare hyper + axum server
+//! (this bench binary again, in a process of its own) that answers at once.
 //!
 //! Run: `cargo bench -p vibes-server --bench http`.
 
@@ -35,6 +38,8 @@ struct Run {
     events: usize,
     latencies: Vec<Duration>,
     secs: f64,
+    /// Events per group commit, where a LogWriter took them.
+    per_commit: f64,
 }
 
 impl Run {
@@ -183,7 +188,9 @@ async fn through_writer(producers: usize, batch: usize, secs: f64) -> Run {
             latencies
         });
     }
-    let run = collect(tasks, batch, started).await;
+    let mut run = collect(tasks, batch, started).await;
+    let written = writer.snapshot();
+    run.per_commit = written.events_written as f64 / written.group_commits as f64;
     writer.drain().await;
     let _ = join.await;
     run
@@ -198,6 +205,7 @@ async fn collect(mut tasks: JoinSet<Vec<Duration>>, batch: usize, started: Insta
         events: latencies.len() * batch,
         secs: started.elapsed().as_secs_f64(),
         latencies,
+        per_commit: f64::NAN,
     }
 }
 
@@ -227,62 +235,171 @@ async fn every_group(url: &str, action: &str) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Set in the environment of the bare server's process.
+const BARE_SERVER: &str = "VIBES_HTTP_BENCH_BARE_SERVER";
+
+/// The floor of this machine's HTTP: the server stack vibesd is built on
+/// (hyper's HTTP/1.1 connections, an axum route taking the body as bytes),
+/// answering each request at once, in a process of its own as vibesd is.
+/// Prints its address, then serves until killed.
+async fn bare_server() {
+    use axum::routing::post;
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let app = axum::Router::new().route(
+        "/api/events",
+        post(|body: axum::body::Bytes| async move {
+            std::hint::black_box(&body);
+            ([("content-type", "application/json")], r#"{"offsets":[0]}"#)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    println!("{}", listener.local_addr().expect("an address"));
+    loop {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Starts [`bare_server`] as a child process; killed when dropped.
+struct Bare {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Bare {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().expect("this bench"))
+            .env(BARE_SERVER, "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the bare server starts");
+        let mut address = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut address)
+            .expect("its address");
+        Self {
+            child,
+            address: address.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    if std::env::var_os(BARE_SERVER).is_some() {
+        runtime.block_on(bare_server());
+    } else {
+        runtime.block_on(bench());
+    }
+}
+
+/// The writer's commits and events so far, from vibesd's `/metrics`.
+async fn written(url: &str) -> (f64, f64) {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let counter = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+            .parse()
+            .expect("a number")
+    };
+    (
+        counter("vibesd_writer_commits_total"),
+        counter("vibesd_writer_events_written_total"),
+    )
+}
+
+/// [`over_http`] against vibesd, with the events per group commit its
+/// writer wrote meanwhile.
+async fn through_vibesd(url: &str, connections: usize, batch: usize, secs: f64) -> Run {
+    let address = url.trim_start_matches("http://");
+    let (commits, events) = written(url).await;
+    let mut run = over_http(address, connections, batch, secs).await;
+    let (commits_after, events_after) = written(url).await;
+    run.per_commit = (events_after - events) / (commits_after - commits);
+    run
+}
+
+async fn bench() {
     let secs: f64 = std::env::var("VIBES_HTTP_BENCH_SECS")
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(5.0);
+
+    // The floor: this machine's HTTP with nothing behind it.
+    let bare = Bare::start();
+    let mut floor = over_http(&bare.address, 64, 1, secs).await;
+    drop(bare);
+
     let vibesd = daemon::Vibesd::start();
     let url = vibesd.url.clone();
-    let address = url.trim_start_matches("http://").to_owned();
-
     let mut rows = Vec::new();
     every_group(&url, "pause").await;
-    for (connections, batch) in [(16, 1), (64, 1), (64, 100)] {
-        let mut http = over_http(&address, connections, batch, secs).await;
-        let mut writer = through_writer(connections, batch, secs).await;
-        rows.push((
-            "paused",
-            connections,
-            batch,
-            http.rate(),
-            http.percentile(50.0),
-            http.percentile(99.0),
-            writer.rate(),
-            writer.percentile(99.0),
-        ));
+    for (groups, connections, batch) in [
+        ("paused", 16, 1),
+        ("paused", 64, 1),
+        ("paused", 64, 100),
+        ("live", 64, 1),
+    ] {
+        if groups == "live" {
+            every_group(&url, "resume").await;
+        }
+        let http = through_vibesd(&url, connections, batch, secs).await;
+        let writer = through_writer(connections, batch, secs).await;
+        rows.push((groups, connections, batch, http, writer));
     }
-    every_group(&url, "resume").await;
-    let mut http = over_http(&address, 64, 1, secs).await;
-    let mut writer = through_writer(64, 1, secs).await;
-    rows.push((
-        "live",
-        64,
-        1,
-        http.rate(),
-        http.percentile(50.0),
-        http.percentile(99.0),
-        writer.rate(),
-        writer.percentile(99.0),
-    ));
     drop(vibesd);
 
     println!();
     println!(
-        "| groups | connections | events a request | HTTP ev/s | p50 ms | p99 ms | LogWriter ev/s | p99 ms | ratio |"
+        "| groups | connections | events a request | HTTP ev/s | p50 ms | p99 ms | ev/commit | LogWriter ev/s | p99 ms | ev/commit | ratio |"
     );
     println!(
-        "|--------|-------------|------------------|-----------|--------|--------|----------------|--------|-------|"
+        "|--------|-------------|------------------|-----------|--------|--------|-----------|----------------|--------|-----------|-------|"
     );
-    for (groups, connections, batch, rate, p50, p99, writer, writer_p99) in rows {
+    for (groups, connections, batch, mut http, mut writer) in rows {
         println!(
-            "| {groups:<6} | {connections:>11} | {batch:>16} | {:>9} | {p50:>6.2} | {p99:>6.2} | {:>14} | {writer_p99:>6.2} | {:>4.2}x |",
-            thousands(rate),
-            thousands(writer),
-            rate / writer,
+            "| {groups:<6} | {connections:>11} | {batch:>16} | {:>9} | {:>6.2} | {:>6.2} | {:>9.1} | {:>14} | {:>6.2} | {:>9.1} | {:>4.2}x |",
+            thousands(http.rate()),
+            http.percentile(50.0),
+            http.percentile(99.0),
+            http.per_commit,
+            thousands(writer.rate()),
+            writer.percentile(99.0),
+            writer.per_commit,
+            http.rate() / writer.rate(),
         );
     }
     println!();
     println!("ratio: HTTP / the in-process LogWriter with as many producers, in the same run");
+    println!(
+        "floor: the same client, 64 connections, one event a request, against a bare hyper + axum \
+         server that answers at once: {} requests/s, p99 {:.2} ms",
+        thousands(floor.rate()),
+        floor.percentile(99.0)
+    );
 }
