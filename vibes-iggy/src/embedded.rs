@@ -394,14 +394,13 @@ fn list_groups(conn: &Connection) -> Result<Vec<GroupOffset>, LogError> {
 }
 
 /// Runs short blocking SQLite work (reads, offset commits; appends go
-/// through [`durably`]) without stalling other tasks.
+/// through [`on_pool`]) without stalling other tasks.
 ///
 /// On a multi-threaded runtime the work runs right here, after handing this
-/// worker's other tasks to another worker (`block_in_place`): handing the
-/// work itself to a blocking thread costs two cross-thread wake-ups, which
-/// measured a quarter of a single append's time on a 2-core VM. A
-/// current-thread runtime (tests) cannot do that, so there it goes to the
-/// blocking pool.
+/// worker's other tasks to another worker (`block_in_place`): handing a
+/// short call to a blocking thread costs two cross-thread wake-ups, which
+/// measured a quarter of its time on a 2-core VM. A current-thread runtime
+/// (tests) cannot do that, so there it goes to the blocking pool.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
 ) -> Result<T, LogError> {
@@ -409,22 +408,22 @@ async fn blocking<T: Send + 'static>(
     if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
         return tokio::task::block_in_place(f);
     }
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|err| storage("run a blocking task", err))?
+    on_pool(f).await
 }
 
-/// Runs a durable write (an append, which waits for its fsync) on the
-/// blocking pool.
+/// Runs SQLite work on the blocking pool: every append (a durable write,
+/// which waits for its fsync), and [`blocking`]'s calls on a current-thread
+/// runtime.
 ///
-/// Not `block_in_place`, as the short calls above are: that hands the
+/// Appends do not use `block_in_place`, as the short calls above are: that hands the
 /// worker's core, and every task queued on it, to another thread for each
 /// write, and under HTTP load that churn of threads (one per group commit)
-/// cost a quarter of the append path's throughput (64 connections: 23k
-/// events/s with it, 30k on the blocking pool; see docs/benchmarks.md).
-/// Against an fsync, the two cross-thread wake-ups this costs instead are
-/// small.
-async fn durably<T: Send + 'static>(
+/// held the append path back. With it gone and the LogWriter no longer
+/// yielding before a write, 64 HTTP connections went from 21–24k to 27–30k
+/// events/s (see docs/benchmarks.md). Against an fsync, the two
+/// cross-thread wake-ups this costs instead are small; in-process
+/// producers do feel them.
+async fn on_pool<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, LogError> + Send + 'static,
 ) -> Result<T, LogError> {
     tokio::task::spawn_blocking(f)
@@ -440,12 +439,12 @@ impl EventLog for EmbeddedLog {
 
     async fn append_batch(&self, events: Vec<StoredEvent>) -> Result<Range<Offset>, LogError> {
         let inner = self.inner.clone();
-        durably(move || inner.append(&events)).await
+        on_pool(move || inner.append(&events)).await
     }
 
     async fn append_records(&self, payloads: Vec<Bytes>) -> Result<Range<Offset>, LogError> {
         let inner = self.inner.clone();
-        durably(move || inner.append_encoded(&payloads)).await
+        on_pool(move || inner.append_encoded(&payloads)).await
     }
 
     async fn groups(&self) -> Result<Vec<GroupOffset>, LogError> {
