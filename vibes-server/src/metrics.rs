@@ -13,13 +13,12 @@
 //! Names start with `vibesd_`, carry their base unit, and take only
 //! bounded labels: a group name, a route template, a method, a status.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -46,14 +45,14 @@ pub(crate) const WS_PERMISSIONS_ROUTE: &str = "/ws/permissions";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: Arc<str>,
     method: &'static str,
     status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: Arc<str>,
     method: &'static str,
 }
 
@@ -66,8 +65,11 @@ struct WsLabels {
 #[derive(Debug)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
+    /// Each route template once, so that counting a request allocates
+    /// nothing: its labels share the template.
+    routes: RwLock<HashSet<Arc<str>>>,
     /// One histogram per route template and method.
-    durations: Mutex<BTreeMap<RouteLabels, Histogram>>,
+    durations: RwLock<HashMap<RouteLabels, Histogram>>,
     websocket_clients: Family<WsLabels, Gauge>,
     firehose_slow_closed: Counter,
 }
@@ -76,7 +78,8 @@ impl Default for Metrics {
     fn default() -> Self {
         let metrics = Self {
             requests: Family::default(),
-            durations: Mutex::default(),
+            routes: RwLock::default(),
+            durations: RwLock::default(),
             websocket_clients: Family::default(),
             firehose_slow_closed: Counter::default(),
         };
@@ -94,7 +97,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn record(&self, route: String, method: &'static str, status: u16, took: Duration) {
+    fn record(&self, route: &str, method: &'static str, status: u16, took: Duration) {
+        let route = self.route(route);
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.clone(),
@@ -102,11 +106,29 @@ impl Metrics {
                 status,
             })
             .inc();
-        let mut durations = vibes_actors::metrics::lock(&self.durations);
-        durations
-            .entry(RouteLabels { route, method })
+        let labels = RouteLabels { route, method };
+        if let Some(histogram) = read(&self.durations).get(&labels) {
+            histogram.record_duration(took);
+            return;
+        }
+        write(&self.durations)
+            .entry(labels)
             .or_insert_with(Histogram::durations)
             .record_duration(took);
+    }
+
+    /// The shared copy of a route template.
+    fn route(&self, template: &str) -> Arc<str> {
+        if let Some(route) = read(&self.routes).get(template) {
+            return route.clone();
+        }
+        let mut routes = write(&self.routes);
+        if let Some(route) = routes.get(template) {
+            return route.clone();
+        }
+        let route: Arc<str> = template.into();
+        routes.insert(route.clone());
+        route
     }
 
     /// Counts an open WebSocket client of `route` until the guard drops.
@@ -149,20 +171,40 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Middleware: counts every request by its route template (the matched
-/// path, e.g. `/api/groups/{name}/seek`), method and status.
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| UNMATCHED.to_owned(), |path| path.as_str().to_owned());
-    let method = method_label(request.method());
-    let started = std::time::Instant::now();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .record(route, method, response.status().as_u16(), started.elapsed());
-    response
+/// One request being counted, by its route template (the matched path,
+/// e.g. `/api/groups/{name}/seek`), method and, once answered, status.
+pub(crate) struct Tracked {
+    route: Option<MatchedPath>,
+    method: &'static str,
+    started: Instant,
+}
+
+impl Tracked {
+    pub(crate) fn start(request: &Request) -> Self {
+        Self {
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            method: method_label(request.method()),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn finish(self, metrics: &Metrics, response: &Response) {
+        let route = self.route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+        metrics.record(
+            route,
+            self.method,
+            response.status().as_u16(),
+            self.started.elapsed(),
+        );
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// `GET /metrics`: OpenMetrics text to a scraper that asks for it (as
@@ -572,8 +614,10 @@ impl Scrape {
                 Some(&Unit::Seconds),
                 MetricType::Histogram,
             )?;
-            let durations = vibes_actors::metrics::lock(&http.durations);
-            for (labels, histogram) in durations.iter() {
+            let durations = read(&http.durations);
+            let mut durations: Vec<_> = durations.iter().collect();
+            durations.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (labels, histogram) in durations {
                 let mut family = metric.encode_family(labels)?;
                 encode_histogram(
                     &mut family,

@@ -10,44 +10,37 @@
 //! `/assets/…`) hold no data, so a browser can load the page that then asks
 //! for the token.
 
+use axum::extract::Request;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(super) async fn require_token(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Refuses a request without the token, when one is set, unless it is for
+/// `/healthz` or the UI's files.
+pub(super) fn check_token(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let Some(token) = &state.token else {
-        return next.run(request).await;
+        return Ok(());
     };
     let path = request.uri().path();
     if path == "/healthz" || crate::ui::is_ui_path(path) {
-        return next.run(request).await;
+        return Ok(());
     }
-    let given = bearer(request.headers());
-    match given.as_deref() {
-        None => ApiError::new(
+    match bearer(request.headers()).as_deref() {
+        None => Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "missing_token",
             "this vibesd needs `Authorization: Bearer <token>` (the token is in the config, \
              or in the data directory's `token` file)",
-        )
-        .into_response(),
-        Some(given) if !same(given.as_bytes(), token.as_bytes()) => ApiError::new(
+        )),
+        Some(given) if !same(given.as_bytes(), token.as_bytes()) => Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,
             "wrong_token",
             "the bearer token is not this vibesd's",
-        )
-        .into_response(),
-        Some(_) => next.run(request).await,
+        )),
+        Some(_) => Ok(()),
     }
 }
 

@@ -23,31 +23,22 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::uri::{Authority, Scheme};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The middleware: refuses a request from a foreign page, or with a body
-/// that is not JSON, before it reaches the token check or a route.
-pub(super) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Refuses a request from a foreign page, or with a body that is not
+/// JSON, before it reaches the token check or a route.
+pub(super) fn check_request(state: &AppState, request: &Request) -> Result<(), ApiError> {
     let config = &state.config;
-    if let Err(err) = check_head(&request) {
-        return err.into_response();
-    }
-    if let Err(err) = check(request.headers(), config.bind, &config.allowed_origins) {
-        return err.into_response();
-    }
+    check_head(request)?;
+    check(request.headers(), config.bind, &config.allowed_origins)?;
     // An HTTP/1.1 request has a body only if its headers say so.
     let has_body = declares_body(request.headers());
-    if let Err(err) = check_content_type(request.headers(), has_body) {
-        return err.into_response();
-    }
-    next.run(request).await
+    check_content_type(request.headers(), has_body)
 }
 
 /// `Ok` when the request comes from no browser page, or from vibesd's own
