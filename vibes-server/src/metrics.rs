@@ -13,7 +13,7 @@
 //! Names start with `vibesd_`, carry their base unit, and take only
 //! bounded labels: a group name, a route template, a method, a status.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -61,15 +61,17 @@ struct WsLabels {
     route: &'static str,
 }
 
+/// One route's duration histograms, by method.
+type ByMethod = Vec<(&'static str, Histogram)>;
+
 /// What the HTTP layer counts; one per daemon, shared by every request.
 #[derive(Debug)]
 pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
-    /// Each route template once, so that counting a request allocates
-    /// nothing: its labels share the template.
-    routes: RwLock<HashSet<Arc<str>>>,
-    /// One histogram per route template and method.
-    durations: RwLock<HashMap<RouteLabels, Histogram>>,
+    /// Per route template, a histogram per method. The key is the one copy
+    /// of the template that every label of the route shares, so counting a
+    /// request allocates nothing.
+    durations: RwLock<HashMap<Arc<str>, ByMethod>>,
     websocket_clients: Family<WsLabels, Gauge>,
     firehose_slow_closed: Counter,
 }
@@ -78,7 +80,6 @@ impl Default for Metrics {
     fn default() -> Self {
         let metrics = Self {
             requests: Family::default(),
-            routes: RwLock::default(),
             durations: RwLock::default(),
             websocket_clients: Family::default(),
             firehose_slow_closed: Counter::default(),
@@ -97,38 +98,38 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    fn record(&self, route: &str, method: &'static str, status: u16, took: Duration) {
-        let route = self.route(route);
+    fn record(&self, template: &str, method: &'static str, status: u16, took: Duration) {
+        let known = read(&self.durations)
+            .get_key_value(template)
+            .and_then(|(route, methods)| {
+                let (_, histogram) = methods.iter().find(|(m, _)| *m == method)?;
+                histogram.record_duration(took);
+                Some(route.clone())
+            });
+        let route = known.unwrap_or_else(|| {
+            // The first request of this route and method.
+            let mut durations = write(&self.durations);
+            let route = durations
+                .get_key_value(template)
+                .map_or_else(|| Arc::from(template), |(route, _)| route.clone());
+            let methods = durations.entry(route.clone()).or_default();
+            match methods.iter().find(|(m, _)| *m == method) {
+                Some((_, histogram)) => histogram.record_duration(took),
+                None => {
+                    let histogram = Histogram::durations();
+                    histogram.record_duration(took);
+                    methods.push((method, histogram));
+                }
+            }
+            route
+        });
         self.requests
             .get_or_create(&RequestLabels {
-                route: route.clone(),
+                route,
                 method,
                 status,
             })
             .inc();
-        let labels = RouteLabels { route, method };
-        if let Some(histogram) = read(&self.durations).get(&labels) {
-            histogram.record_duration(took);
-            return;
-        }
-        write(&self.durations)
-            .entry(labels)
-            .or_insert_with(Histogram::durations)
-            .record_duration(took);
-    }
-
-    /// The shared copy of a route template.
-    fn route(&self, template: &str) -> Arc<str> {
-        if let Some(route) = read(&self.routes).get(template) {
-            return route.clone();
-        }
-        let mut routes = write(&self.routes);
-        if let Some(route) = routes.get(template) {
-            return route.clone();
-        }
-        let route: Arc<str> = template.into();
-        routes.insert(route.clone());
-        route
     }
 
     /// Counts an open WebSocket client of `route` until the guard drops.
@@ -615,10 +616,21 @@ impl Scrape {
                 MetricType::Histogram,
             )?;
             let durations = read(&http.durations);
-            let mut durations: Vec<_> = durations.iter().collect();
-            durations.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let mut durations: Vec<_> = durations
+                .iter()
+                .flat_map(|(route, methods)| {
+                    methods.iter().map(|(method, histogram)| {
+                        let labels = RouteLabels {
+                            route: route.clone(),
+                            method,
+                        };
+                        (labels, histogram)
+                    })
+                })
+                .collect();
+            durations.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (labels, histogram) in durations {
-                let mut family = metric.encode_family(labels)?;
+                let mut family = metric.encode_family(&labels)?;
                 encode_histogram(
                     &mut family,
                     &histogram.buckets(DURATION_BOUNDS_US),
