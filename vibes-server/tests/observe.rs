@@ -308,3 +308,85 @@ async fn a_webhook_that_never_answers_holds_up_no_route_and_the_watchdog_is_fed(
     assert!(!seek.is_finished(), "the seek waits for the stuck group");
     seek.abort();
 }
+
+// The guard, the token check and the request count are one layer; a
+// refusal by either check must still be counted (and timed) under the
+// route it was refused on, or a stranger's probing never shows in
+// `/metrics`.
+#[tokio::test]
+async fn requests_the_guard_or_the_token_check_refuses_are_counted_by_route() {
+    let daemon = Daemon::start(&["--bind", "0.0.0.0:0"]);
+    let token = std::fs::read_to_string(daemon.path("token")).unwrap();
+    let client = daemon.client();
+    let events = format!("{}/api/events", client.url);
+    let body = serde_json::to_vec(&user_input("s", "x")).unwrap();
+    let foreign = client
+        .http
+        .post(&events)
+        .bearer_auth(&token)
+        .header("origin", "https://elsewhere.example")
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let not_json = client
+        .http
+        .post(&events)
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_json.status(), 415);
+    let (status, _) = client.get("/api/status").await;
+    assert_eq!(status, 401);
+    let (status, _) = client.clone().with_token("wrong").get("/api/status").await;
+    assert_eq!(status, 401);
+
+    let response = client
+        .http
+        .get(format!("{}/metrics", client.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let exposition = response.text().await.unwrap();
+    promtool(&["check", "metrics"], &exposition);
+    for (series, value) in [
+        (
+            "vibesd_http_requests_total{route=\"/api/events\",method=\"POST\",status=\"403\"}",
+            1.0,
+        ),
+        (
+            "vibesd_http_requests_total{route=\"/api/events\",method=\"POST\",status=\"415\"}",
+            1.0,
+        ),
+        (
+            "vibesd_http_requests_total{route=\"/api/status\",method=\"GET\",status=\"401\"}",
+            2.0,
+        ),
+        (
+            "vibesd_http_request_duration_seconds_count{route=\"/api/events\",method=\"POST\"}",
+            2.0,
+        ),
+        (
+            "vibesd_http_request_duration_seconds_count{route=\"/api/status\",method=\"GET\"}",
+            2.0,
+        ),
+    ] {
+        assert_eq!(
+            sample(&exposition, series),
+            Some(value),
+            "{series}\n{exposition}"
+        );
+    }
+    assert_eq!(
+        client.with_token(&token).high_water_mark().await,
+        0,
+        "a refused append wrote nothing"
+    );
+}
